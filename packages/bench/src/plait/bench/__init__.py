@@ -1,0 +1,5 @@
+"""plait.bench."""
+
+from importlib.metadata import version as _version
+
+__version__ = _version("plait-bench")

@@ -1,0 +1,5 @@
+"""plait.checkpoint."""
+
+from importlib.metadata import version as _version
+
+__version__ = _version("plait-checkpoint")
