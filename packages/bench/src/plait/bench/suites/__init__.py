@@ -1,0 +1,1 @@
+"""Benchmark suites. Each exposes ``run(args, report)``; see ``plait.bench.__main__``."""
