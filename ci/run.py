@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -63,8 +64,6 @@ def find_uv() -> str:
 
 def uv_env() -> dict[str, str]:
     env = dict(os.environ)
-    # pyenv and system interpreters are enough; never try to download a Python.
-    env.setdefault("UV_PYTHON_DOWNLOADS", "never")
     env.pop("VIRTUAL_ENV", None)
     return env
 
@@ -225,7 +224,26 @@ def cmd_main(args) -> int:
     return run(cmd, env=env).returncode
 
 
+def reexec_under_project_python() -> None:
+    """Run this script under the project's Python (>= 3.12) when started by an older one.
+
+    The guards parse plait's sources, which use 3.12 syntax; uv finds (or installs) the
+    interpreter named by .python-version.
+    """
+    if sys.version_info >= (3, 12) or os.environ.get("PLAIT_CI_REEXEC"):
+        return
+    uv = find_uv()
+    wanted = (ROOT / ".python-version").read_text().strip()
+    env = uv_env()
+    env["PLAIT_CI_REEXEC"] = "1"
+    log(f"python {platform.python_version()} is older than the project's {wanted}; re-running under {wanted} via uv")
+    cmd = [uv, "run", "--no-project", "--python", wanted, "python", str(Path(__file__).resolve()), *sys.argv[1:]]
+    sys.stdout.flush()
+    sys.exit(subprocess.run(cmd, cwd=ROOT, env=env).returncode)
+
+
 def main(argv: list[str] | None = None) -> int:
+    reexec_under_project_python()
     parser = argparse.ArgumentParser(prog="ci/run.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
