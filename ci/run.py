@@ -255,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("main", help="train the vision example on MNIST")
     m.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for plait-vision")
     sub.add_parser("check", help="repository guards (namespace package, core imports, lock)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["main"]:  # everything after `main` belongs to plait-vision, verbatim
+        return cmd_main(argparse.Namespace(rest=argv[1:]))
     args = parser.parse_args(argv)
     if args.command == "test":
         return cmd_test(args)

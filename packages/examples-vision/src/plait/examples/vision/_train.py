@@ -163,7 +163,7 @@ def train_and_evaluate(
         )
         restored = manager.restore(manager.latest_step(), target={"state": target})
         state = restored["state"]
-        meta = manager.metadata(manager.latest_step())
+        meta = manager.metadata(manager.latest_step()).metadata
         history = list(meta.get("history", []))
         start_epoch = int(meta["epoch"])
         print(f"resumed from epoch {start_epoch} (step {int(state['step'])})", flush=True)
