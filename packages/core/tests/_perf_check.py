@@ -19,7 +19,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-
 from plait import core as pc
 
 

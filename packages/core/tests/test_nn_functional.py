@@ -1,5 +1,8 @@
 """plait.core.nn against hand-written jnp math."""
 
+import functools
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,28 +80,30 @@ def test_normal_and_truncated_normal_stddev():
 
 
 def test_activations_match_formulas():
-    x = jnp.linspace(-3.0, 3.0, 13)
-    _close(nn.relu(x), jnp.maximum(x, 0))
-    _close(nn.sigmoid(x), 1 / (1 + jnp.exp(-x)))
-    _close(nn.silu(x), x / (1 + jnp.exp(-x)))
-    _close(nn.swish(x), nn.silu(x))
-    _close(nn.softplus(x), jnp.log1p(jnp.exp(x)))
-    _close(nn.leaky_relu(x, 0.1), jnp.where(x > 0, x, 0.1 * x))
-    _close(nn.elu(x), jnp.where(x > 0, x, jnp.exp(x) - 1))
-    _close(nn.celu(x, 2.0), jnp.where(x > 0, x, 2.0 * (jnp.exp(x / 2.0) - 1)))
-    _close(nn.soft_sign(x), x / (jnp.abs(x) + 1))
-    _close(nn.log_sigmoid(x), -jnp.log1p(jnp.exp(-x)))
-    _close(nn.relu6(x * 3), jnp.clip(x * 3, 0, 6))
-    _close(nn.hard_tanh(x), jnp.clip(x, -1, 1))
-    _close(nn.hard_sigmoid(x), jnp.clip(x + 3, 0, 6) / 6)
-    _close(nn.hard_swish(x), x * jnp.clip(x + 3, 0, 6) / 6)
-    _close(nn.tanh(x), jnp.tanh(x))
-    _close(nn.identity(x), x)
+    xn = np.linspace(-3.0, 3.0, 13, dtype=np.float32)
+    x = jnp.asarray(xn)
+    sigmoid = 1 / (1 + np.exp(-xn))
+    _close(nn.relu(x), np.maximum(xn, 0))
+    _close(nn.sigmoid(x), sigmoid)
+    _close(nn.silu(x), xn * sigmoid)
+    assert nn.swish is nn.silu and nn.hard_swish is nn.hard_silu
+    _close(nn.softplus(x), np.log1p(np.exp(xn)))
+    _close(nn.leaky_relu(x, 0.1), np.where(xn > 0, xn, 0.1 * xn))
+    _close(nn.elu(x), np.where(xn > 0, xn, np.exp(xn) - 1))
+    _close(nn.celu(x, 2.0), np.where(xn > 0, xn, 2.0 * (np.exp(xn / 2.0) - 1)))
+    _close(nn.soft_sign(x), xn / (np.abs(xn) + 1))
+    _close(nn.log_sigmoid(x), -np.log1p(np.exp(-xn)))
+    _close(nn.relu6(x * 3), np.clip(xn * 3, 0, 6))
+    _close(nn.hard_tanh(x), np.clip(xn, -1, 1))
+    _close(nn.hard_sigmoid(x), np.clip(xn + 3, 0, 6) / 6)
+    _close(nn.hard_silu(x), xn * np.clip(xn + 3, 0, 6) / 6)
+    _close(nn.tanh(x), np.tanh(xn))
+    _close(nn.identity(x), xn)
     alpha, scale = 1.6732632423543772, 1.0507009873554805
-    _close(nn.selu(x), scale * jnp.where(x > 0, x, alpha * (jnp.exp(x) - 1)))
-    exact = 0.5 * x * (1 + jax.scipy.special.erf(x / jnp.sqrt(2.0)))
+    _close(nn.selu(x), scale * np.where(xn > 0, xn, alpha * (np.exp(xn) - 1)))
+    exact = 0.5 * xn * (1 + np.vectorize(math.erf)(xn / np.sqrt(2.0)))
     _close(nn.gelu(x, approximate=False), exact)
-    assert float(jnp.abs(nn.gelu(x) - exact).max()) < 1e-2  # tanh approximation
+    assert float(np.abs(np.asarray(nn.gelu(x)) - exact).max()) < 1e-2  # tanh approximation
 
 
 def test_softmax_family():
@@ -143,7 +148,8 @@ def test_promote_dtype_keeps_container_and_none():
 
 
 def _windows_2d(x, k, s):
-    """Reference: explicit python loop over 2x2 windows of (B, H, W, C)."""
+    """Reference: explicit python loop over kxk windows of (B, H, W, C), in numpy."""
+    x = np.asarray(x)
     b, h, w, c = x.shape
     out = []
     for i in range(0, h - k + 1, s):
@@ -157,9 +163,9 @@ def _windows_2d(x, k, s):
 def test_max_min_avg_pool_valid_match_loops():
     x = jax.random.normal(KEY, (2, 5, 5, 3))
     wins = _windows_2d(x, 2, 1)
-    ref_max = jnp.stack([jnp.stack([w.max((1, 2)) for w in r], 1) for r in wins], 1)
-    ref_min = jnp.stack([jnp.stack([w.min((1, 2)) for w in r], 1) for r in wins], 1)
-    ref_avg = jnp.stack([jnp.stack([w.mean((1, 2)) for w in r], 1) for r in wins], 1)
+    ref_max = np.stack([np.stack([w.max((1, 2)) for w in r], 1) for r in wins], 1)
+    ref_min = np.stack([np.stack([w.min((1, 2)) for w in r], 1) for r in wins], 1)
+    ref_avg = np.stack([np.stack([w.mean((1, 2)) for w in r], 1) for r in wins], 1)
     _close(pooling.max_pool(x, (2, 2)), ref_max)
     _close(pooling.min_pool(x, (2, 2)), ref_min)
     _close(pooling.avg_pool(x, (2, 2)), ref_avg)
@@ -208,17 +214,30 @@ def test_pool_shape_errors():
 # ----------------------------------------------------------------------------- attention
 
 
-@jax.jit
+def _jitted(fn):
+    """``fn`` compiled as one program (faster than op-by-op); keywords are static."""
+
+    def call(*arrays, **kwargs):
+        return jax.jit(functools.partial(fn, **kwargs))(*arrays)
+
+    return call
+
+
+_attn = _jitted(attention.dot_product_attention)
+_attn_weights = _jitted(attention.dot_product_attention_weights)
+
+
 def _reference_attention(q, k, v, mask=None, bias=None):
-    depth = q.shape[-1]
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(depth)
+    """softmax(q k^T / sqrt(d) + bias, masked) v, in numpy (no compilation)."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    logits = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
     if bias is not None:
-        logits = logits + bias
+        logits = logits + np.asarray(bias)
     if mask is not None:
-        logits = jnp.where(mask, logits, -1e30)
-    w = jnp.exp(logits - logits.max(-1, keepdims=True))
+        logits = np.where(np.asarray(mask), logits, -1e30)
+    w = np.exp(logits - logits.max(-1, keepdims=True))
     w = w / w.sum(-1, keepdims=True)
-    return w, jnp.einsum("bhqk,bkhd->bqhd", w, v)
+    return w, np.einsum("bhqk,bkhd->bqhd", w, v)
 
 
 def _qkv(b=2, t=4, s=5, h=3, d=8, kv_heads=None):
@@ -233,8 +252,8 @@ def _qkv(b=2, t=4, s=5, h=3, d=8, kv_heads=None):
 def test_attention_matches_reference():
     q, k, v = _qkv()
     want_w, want = _reference_attention(q, k, v)
-    _close(attention.dot_product_attention_weights(q, k), want_w)
-    _close(attention.dot_product_attention(q, k, v), want)
+    _close(_attn_weights(q, k), want_w)
+    _close(_attn(q, k, v), want)
 
 
 def test_attention_mask_and_bias():
@@ -242,24 +261,24 @@ def test_attention_mask_and_bias():
     mask = jax.random.bernoulli(jax.random.key(1), 0.7, (2, 1, 4, 5)).at[..., 0].set(True)
     bias = jax.random.normal(jax.random.key(2), (2, 3, 4, 5))
     want_w, want = _reference_attention(q, k, v, mask=mask, bias=bias)
-    got_w = attention.dot_product_attention_weights(q, k, bias=bias, mask=mask)
+    got_w = _attn_weights(q, k, bias=bias, mask=mask)
     _close(got_w, want_w)
     assert float(jnp.where(mask, 0.0, got_w).max()) == 0.0
-    _close(attention.dot_product_attention(q, k, v, bias=bias, mask=mask), want)
+    _close(_attn(q, k, v, bias=bias, mask=mask), want)
 
 
 def test_attention_is_causal_equals_causal_mask():
     q, k, v = _qkv(t=5, s=5)
     causal = attention.make_causal_mask(jnp.ones((2, 5)))
     _close(
-        attention.dot_product_attention(q, k, v, is_causal=True),
-        attention.dot_product_attention(q, k, v, mask=causal),
+        _attn(q, k, v, is_causal=True),
+        _attn(q, k, v, mask=causal),
     )
 
 
 def test_attention_grouped_query_heads_share_kv():
     q, k, v = _qkv(h=4, kv_heads=2)
-    out = attention.dot_product_attention(q, k, v)
+    out = _attn(q, k, v)
     # Query heads 0,1 use kv head 0; heads 2,3 use kv head 1.
     _, want = _reference_attention(q, jnp.repeat(k, 2, axis=2), jnp.repeat(v, 2, axis=2))
     _close(out, want)
@@ -267,38 +286,34 @@ def test_attention_grouped_query_heads_share_kv():
 
 def test_attention_without_batch_axes_and_extra_batch_axes():
     q, k, v = _qkv(b=1)
-    _close(attention.dot_product_attention(q[0], k[0], v[0]), _reference_attention(q, k, v)[1][0])
+    _close(_attn(q[0], k[0], v[0]), _reference_attention(q, k, v)[1][0])
     q2, k2, v2 = (x.reshape((1, 1) + x.shape[1:]) for x in (q, k, v))
-    _close(attention.dot_product_attention(q2, k2, v2)[0], _reference_attention(q, k, v)[1])
+    _close(_attn(q2, k2, v2)[0], _reference_attention(q, k, v)[1])
 
 
 def test_attention_dtype_and_fp32_softmax():
     q, k, v = _qkv()
-    out = attention.dot_product_attention(q, k, v, dtype=jnp.bfloat16)
+    out = _attn(q, k, v, dtype=jnp.bfloat16)
     assert out.dtype == jnp.bfloat16
     _close(out.astype(jnp.float32), _reference_attention(q, k, v)[1], tol=5e-2)
-    w = attention.dot_product_attention_weights(
-        q.astype(jnp.bfloat16), k.astype(jnp.bfloat16), force_fp32_for_softmax=True
-    )
+    w = _attn_weights(q.astype(jnp.bfloat16), k.astype(jnp.bfloat16), force_fp32_for_softmax=True)
     assert w.dtype == jnp.bfloat16
 
 
 def test_attention_dropout_broadcast_and_scaling():
     q, k, v = _qkv()
     rng = jax.random.key(3)
-    w = attention.dot_product_attention_weights(q, k, dropout_rng=rng, dropout_rate=0.5)
-    base = attention.dot_product_attention_weights(q, k)
+    w = _attn_weights(q, k, dropout_rng=rng, dropout_rate=0.5)
+    base = _attn_weights(q, k)
     keep = jax.random.bernoulli(rng, 0.5, (1, 1, 4, 5))
     _close(w, base * keep / 0.5)
-    w2 = attention.dot_product_attention_weights(
-        q, k, dropout_rng=rng, dropout_rate=0.5, broadcast_dropout=False
-    )
+    w2 = _attn_weights(q, k, dropout_rng=rng, dropout_rate=0.5, broadcast_dropout=False)
     keep2 = jax.random.bernoulli(rng, 0.5, base.shape)
     _close(w2, base * keep2 / 0.5)
-    same = attention.dot_product_attention_weights(q, k, dropout_rate=0.5, deterministic=True)
+    same = _attn_weights(q, k, dropout_rate=0.5, deterministic=True)
     _close(same, base)
     with pytest.raises(ValueError, match="dropout_rng is None"):
-        attention.dot_product_attention_weights(q, k, dropout_rate=0.5)
+        _attn_weights(q, k, dropout_rate=0.5)
 
 
 def test_attention_sows_weights_into_module():
@@ -324,9 +339,7 @@ def test_attention_custom_einsums_are_used():
         return jnp.einsum(*args, **kwargs)
 
     q, k, v = _qkv()
-    out = attention.dot_product_attention(
-        q, k, v, qk_attn_weights_einsum=spy, attn_weights_value_einsum=spy
-    )
+    out = _attn(q, k, v, qk_attn_weights_einsum=spy, attn_weights_value_einsum=spy)
     assert calls == ["...qhd,...khd->...hqk", "...hqk,...khd->...qhd"]
     _close(out, _reference_attention(q, k, v)[1])
 
@@ -334,15 +347,15 @@ def test_attention_custom_einsums_are_used():
 def test_attention_shape_errors_are_explained():
     q, k, v = _qkv()
     with pytest.raises(nn.NNShapeError, match="same depth per head"):
-        attention.dot_product_attention(q, k[..., :4], v)
+        _attn(q, k[..., :4], v)
     with pytest.raises(nn.NNShapeError, match="multiple of it"):
-        attention.dot_product_attention(q, k[..., :2, :], v[..., :2, :])
+        _attn(q, k[..., :2, :], v[..., :2, :])
     with pytest.raises(nn.NNShapeError, match="same batch axes"):
-        attention.dot_product_attention(q, k[:1], v[:1])
+        _attn(q, k[:1], v[:1])
     with pytest.raises(nn.NNShapeError, match="same rank"):
-        attention.dot_product_attention(q, k[0], v[0])
+        _attn(q, k[0], v[0])
     with pytest.raises(nn.NNShapeError, match="key and value must agree"):
-        attention.dot_product_attention(q, k, v[:, :3])
+        _attn(q, k, v[:, :3])
 
 
 def test_make_attention_mask_and_combine():

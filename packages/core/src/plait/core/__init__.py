@@ -121,13 +121,17 @@ from ._sharding import shard_value as shard_value
 from ._sharding import with_logical_constraint as with_logical_constraint
 from ._sharding import with_partitioning as with_partitioning
 from ._sharding import with_sharding_constraint as with_sharding_constraint
+from . import distributed as distributed
 # --- end section B ---
 
 # --- lifting engine and transforms (section C) ---
 from ._lift import Carry as Carry
 from ._lift import DiffState as DiffState
+from ._lift import Lifted as Lifted
 from ._lift import StateAxes as StateAxes
 from ._lift import StateSharding as StateSharding
+from ._lift import StaticBox as StaticBox
+from ._lift import lift as lift
 from ._transforms._autodiff import grad as grad
 from ._transforms._autodiff import jvp as jvp
 from ._transforms._autodiff import value_and_grad as value_and_grad
@@ -136,6 +140,7 @@ from ._transforms._control import cond as cond
 from ._transforms._control import fori_loop as fori_loop
 from ._transforms._control import switch as switch
 from ._transforms._control import while_loop as while_loop
+from ._transforms._custom_vjp import custom_vjp as custom_vjp
 from ._transforms._eval_shape import eval_shape as eval_shape
 from ._transforms._iteration import pmap as pmap
 from ._transforms._iteration import scan as scan

@@ -37,20 +37,50 @@ import jax
 import numpy as np
 
 from . import _graph
-from ._filters import to_predicate
-from ._graphdef import LEAF, NODE, PYTREE, REF, VAR, GraphDef, graph_impl_for_type, thaw
-from ._object import Object
+from ._graphdef import LEAF, NODE, PYTREE, REF, VAR, GraphDef, thaw
 from ._state import State, nest
 from ._transforms._errors import (
     INCONSISTENT_ALIAS,
-    NO_FILTER_MATCH,
     NOT_A_NODE_FOR_MAPPING,
-    PREFIX_MISMATCH,
     AliasingError,
     OutputError,
     PrefixError,
 )
+from ._transforms._prefix import (
+    Carry,
+    DiffState,
+    PrefixMapping,
+    StateAxes,
+    StateSharding,
+    broadcast_out_prefix,
+    broadcast_prefix,
+    is_graph_node,
+    is_lift_leaf,
+    is_prefix_leaf,
+    keystr_parts,
+    resolve_spec,
+)
 from ._variable import Variable, _new_variable
+
+__all__ = [
+    "Carry",
+    "DiffState",
+    "InnerCall",
+    "Lifted",
+    "OutInfo",
+    "PrefixMapping",
+    "Skeleton",
+    "StateAxes",
+    "StateSharding",
+    "StaticBox",
+    "broadcast_out_prefix",
+    "broadcast_prefix",
+    "is_graph_node",
+    "is_lift_leaf",
+    "is_prefix_leaf",
+    "lift",
+    "resolve_spec",
+]
 
 PathParts = tuple[Any, ...]
 
@@ -61,204 +91,7 @@ read_raw: Callable[[Any], Any] = _RAW_SLOT.__get__
 write_raw: Callable[[Any, Any], None] = _RAW_SLOT.__set__
 
 
-# -- prefix markers ------------------------------------------------------------------------
-
-
-class Carry:
-    """Marks the loop-carried argument in ``scan``'s ``in_axes`` / ``out_axes``.
-
-    Used as the class itself: ``in_axes=(Carry, 0)``; inside :class:`StateAxes` it marks
-    the state that is carried from one iteration to the next.
-
-    Examples:
-        >>> from plait.core import Carry, StateAxes, Param
-        >>> StateAxes({Param: 0, ...: Carry}).axes
-        (0, <class 'plait.core._lift.Carry'>)
-    """
-
-
-class PrefixMapping:
-    """Base of the filter mappings that give each Variable of a graph node its own prefix."""
-
-    def map_prefix(self, path: PathParts, variable: Any) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class _FilterMapping(PrefixMapping, Mapping[Any, Any]):
-    """An ordered ``{filter: value}`` mapping; the first filter that matches a Variable wins."""
-
-    __slots__ = ("_filters", "_values", "_predicates")
-    _what = "value"
-
-    def __init__(self, filter_values: Any, /):
-        if isinstance(filter_values, State):
-            pairs = [
-                (_PathIs(path), leaf)
-                for path, leaf in zip(*_state_paths_and_leaves(filter_values))
-            ]
-        elif isinstance(filter_values, Mapping):
-            pairs = list(filter_values.items())
-        else:
-            pairs = [tuple(pair) for pair in filter_values]
-        self._filters = tuple(f for f, _ in pairs)
-        self._values = tuple(v for _, v in pairs)
-        self._predicates = tuple(to_predicate(f) for f in self._filters)
-
-    @property
-    def filters(self) -> tuple[Any, ...]:
-        return self._filters
-
-    def map_prefix(self, path: PathParts, variable: Any) -> Any:
-        for predicate, value in zip(self._predicates, self._values):
-            if predicate(path, variable):
-                return value
-        raise PrefixError(
-            NO_FILTER_MATCH.format(
-                transform="lifted transform",
-                path=path,
-                var_type=type(variable).__name__,
-                prefix=self,
-            )
-        )
-
-    def items(self) -> Any:
-        return zip(self._filters, self._values)
-
-    def __getitem__(self, key: Any) -> Any:
-        for f, v in zip(self._filters, self._values):
-            if f == key:
-                return v
-        raise KeyError(key)
-
-    def __iter__(self) -> Any:
-        return iter(self._filters)
-
-    def __len__(self) -> int:
-        return len(self._filters)
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            type(self) is type(other)
-            and self._filters == other._filters  # type: ignore[attr-defined]
-            and self._values == other._values  # type: ignore[attr-defined]
-        )
-
-    def __hash__(self) -> int:
-        try:
-            return hash((type(self), self._filters, self._values))
-        except TypeError:
-            return hash((type(self), len(self._filters)))
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{_filter_repr(f)}: {_value_repr(v)}" for f, v in self.items())
-        return f"{type(self).__name__}({{{inner}}})"
-
-
-def _filter_repr(f: Any) -> str:
-    if f is Ellipsis:
-        return "..."
-    if isinstance(f, type):
-        return f.__name__
-    return repr(f)
-
-
-def _value_repr(v: Any) -> str:
-    return "Carry" if v is Carry else repr(v)
-
-
-class _PathIs:
-    """Filter matching exactly one path (used when a State is given as a filter mapping)."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: PathParts):
-        self.path = tuple(path)
-
-    def __call__(self, path: PathParts, value: Any) -> bool:
-        return tuple(path) == self.path
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _PathIs) and other.path == self.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
-
-    def __repr__(self) -> str:
-        return f"PathIs({self.path!r})"
-
-
-def _state_paths_and_leaves(state: State) -> tuple[list[PathParts], list[Any]]:
-    from ._state import flat_paths_and_leaves
-
-    return flat_paths_and_leaves(state)
-
-
-class StateAxes(_FilterMapping):
-    """Per-filter axes for the state of one graph node in ``vmap`` / ``pmap`` / ``scan``.
-
-    Maps filters to an axis (``int``), ``None`` (broadcast) or :class:`Carry` (scan only);
-    the first filter matching a Variable decides. Use it in ``in_axes`` / ``out_axes`` at
-    the position of an object.
-
-    Examples:
-        >>> from plait.core import StateAxes, Param, BatchStat
-        >>> axes = StateAxes({Param: 0, BatchStat: None})
-        >>> axes.filters, axes.axes
-        ((<class 'plait.core._variable.Param'>, <class 'plait.core._variable.BatchStat'>), (0, None))
-    """
-
-    @property
-    def axes(self) -> tuple[Any, ...]:
-        return self._values
-
-
-class StateSharding(_FilterMapping):
-    """Per-filter shardings for the state of one graph node in ``jit`` / ``shard_map``.
-
-    Examples:
-        >>> from plait.core import StateSharding, Param
-        >>> StateSharding({Param: None, ...: None}).shardings
-        (None, None)
-    """
-
-    @property
-    def shardings(self) -> tuple[Any, ...]:
-        return self._values
-
-
-@dataclasses.dataclass(frozen=True)
-class DiffState(PrefixMapping):
-    """Which Variables of argument ``argnum`` are differentiated (``grad``, ``custom_vjp``).
-
-    Examples:
-        >>> from plait.core import DiffState, Param
-        >>> DiffState(0, Param).argnum
-        0
-    """
-
-    argnum: int
-    filter: Any
-
-    def map_prefix(self, path: PathParts, variable: Any) -> Any:
-        return bool(to_predicate(self.filter)(path, variable))
-
-
-def is_prefix_leaf(x: Any) -> bool:
-    """Whether ``x`` ends a prefix tree (None, Carry, a filter mapping, or any non-container)."""
-    return x is None or x is Carry or isinstance(x, PrefixMapping)
-
-
-# -- graph nodes inside pytrees ----------------------------------------------------------------
-
-
-def is_graph_node(x: Any) -> bool:
-    """Whether ``x`` is flattened by reference (an Object or a registered graph-node type)."""
-    return isinstance(x, Object) or graph_impl_for_type(type(x)) is not None
-
-
-def is_lift_leaf(x: Any) -> bool:
-    """Where the engine stops flattening arguments: graph nodes and Variables."""
-    return isinstance(x, (Variable, Object)) or graph_impl_for_type(type(x)) is not None
+# -- graph mode -------------------------------------------------------------------------------
 
 
 def resolve_graph_mode(graph: bool | None) -> bool:
@@ -278,95 +111,6 @@ def _arg_keypaths(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]
         head = "args" if path[0].idx == 0 else "kwargs"  # type: ignore[attr-defined]
         names.append(head + keystr(path[1:]))
     return names
-
-
-# -- prefix broadcasting -----------------------------------------------------------------------
-
-
-def broadcast_prefix(
-    prefix: Any,
-    args: tuple[Any, ...],
-    *,
-    transform: str,
-    name: str,
-    what: str = "positional arguments",
-) -> list[Any]:
-    """One prefix value per lift leaf of ``args`` (in ``tree_flatten(args)`` order).
-
-    ``prefix`` is a value for all arguments, or a tuple/list with one entry per argument;
-    each entry may be a pytree prefix of its argument.
-    """
-    if isinstance(prefix, (tuple, list)) and not isinstance(prefix, PrefixMapping):
-        if len(prefix) != len(args):
-            raise PrefixError(
-                PREFIX_MISMATCH.format(
-                    transform=transform,
-                    name=name,
-                    prefix=prefix,
-                    what=what,
-                    detail=f"It has {len(prefix)} entries but the function got {len(args)} "
-                    f"{what}.",
-                )
-            )
-        per_arg = list(prefix)
-    else:
-        per_arg = [prefix] * len(args)
-    out: list[Any] = []
-    for i, (p, arg) in enumerate(zip(per_arg, args)):
-        out.extend(_broadcast_one(p, arg, transform, name, f"number {i}", prefix))
-    return out
-
-
-def _broadcast_one(prefix: Any, tree: Any, transform: str, name: str, where: str, full: Any) -> list[Any]:
-    p_leaves, p_def = jax.tree_util.tree_flatten(prefix, is_leaf=is_prefix_leaf)
-    if p_def.num_nodes == 1 and p_def.num_leaves == 1:  # a single value for the whole tree
-        return [prefix] * len(jax.tree_util.tree_leaves(tree, is_leaf=is_lift_leaf))
-    try:
-        subtrees = p_def.flatten_up_to(tree)
-    except (ValueError, TypeError) as e:
-        raise PrefixError(
-            PREFIX_MISMATCH.format(
-                transform=transform,
-                name=name,
-                prefix=full,
-                what=f"argument {where}",
-                detail=f"JAX says: {e}",
-            )
-        ) from None
-    out: list[Any] = []
-    for p, sub in zip(p_leaves, subtrees):
-        out.extend([p] * len(jax.tree_util.tree_leaves(sub, is_leaf=is_lift_leaf)))
-    return out
-
-
-def broadcast_out_prefix(prefix: Any, out: Any, *, transform: str, name: str) -> list[Any]:
-    """One prefix value per lift leaf of the output ``out`` (a prefix of the whole output)."""
-    return _broadcast_one(prefix, out, transform, name, "output", prefix)
-
-
-def resolve_spec(prefix: Any, path: PathParts, variable: Any, *, transform: str, where: str) -> Any:
-    """The spec of one Variable: ``prefix`` itself, or what its filter mapping gives it."""
-    if isinstance(prefix, PrefixMapping):
-        try:
-            return prefix.map_prefix(path, variable)
-        except PrefixError:
-            raise PrefixError(
-                NO_FILTER_MATCH.format(
-                    transform=transform,
-                    path=f"{where}{keystr_parts(path)}",
-                    var_type=type(variable).__name__,
-                    prefix=prefix,
-                )
-            ) from None
-    return prefix
-
-
-def keystr_parts(path: PathParts) -> str:
-    """``('layers', 0, 'w')`` -> ``.layers[0].w``."""
-    parts = []
-    for key in path:
-        parts.append(f"[{key!r}]" if not isinstance(key, str) or not key.isidentifier() else f".{key}")
-    return "".join(parts)
 
 
 # -- flattening with object lists ---------------------------------------------------------------
@@ -504,18 +248,35 @@ class Skeleton:
 
     def enter(self, var_values: Sequence[Any], leaf_values: Sequence[Any]) -> InnerCall:
         """Inside the transform: rebuild fresh arguments around (traced) values."""
+        _register_tracer_types(var_values)
+        _register_tracer_types(leaf_values)
         index_ref: dict[int, Any] = {}
         if self.graphdef.num_leaves or self.node_slots:
             roots = _graph.unflatten(self.graphdef, list(var_values), index_ref=index_ref)
         else:
             roots = ()
         flat: list[Any] = [None] * (len(self.node_slots) + len(self.leaf_slots))
-        for slot, root in zip(self.node_slots, roots):
+        for slot, root in zip(self.node_slots, roots, strict=False):
             flat[slot] = root
-        for slot, value in zip(self.leaf_slots, leaf_values):
+        for slot, value in zip(self.leaf_slots, leaf_values, strict=False):
             flat[slot] = value
         args, kwargs = jax.tree_util.tree_unflatten(self.treedef, flat)
         return InnerCall(self, args, kwargs, tuple(roots), index_ref, list(var_values))
+
+
+def _register_tracer_types(values: Sequence[Any]) -> None:
+    """Makes the graph layer treat JAX tracers stored on objects as arrays (state).
+
+    ``_graph`` classifies values by type and caches the result; tracer classes are not
+    subclasses of ``jax.Array`` (only instances pass ``isinstance``), so a bare traced
+    array attribute would otherwise be taken for a static value. Registering the tracer
+    types seen entering a transform keeps such attributes as leaves.
+    """
+    cache = _graph.KIND_CACHE
+    for value in values:
+        t = type(value)
+        if t not in cache and isinstance(value, jax.core.Tracer):
+            cache[t] = _graph.K_ARRAY
 
 
 def _hashable(x: Any) -> Any:
@@ -544,6 +305,8 @@ class OutInfo:
             inputs), or None when the output holds no graph node.
         out_root_refs: per output root, the input index it is, or -1.
         out_ref_indices: input indices referenced from inside new output objects.
+        values_only: only Variable values flow back (tree mode / ``graph_updates=False``):
+            bare arrays stored on objects are left as they are.
     """
 
     in_graphdef: GraphDef[Any] | None
@@ -555,6 +318,7 @@ class OutInfo:
     out_graphdef: GraphDef[Any] | None
     out_root_refs: tuple[int, ...]
     out_ref_indices: tuple[int, ...]
+    values_only: bool = False
 
 
 class StaticBox:
@@ -619,7 +383,7 @@ class InnerCall:
         index_ref = self.index_ref
         return [
             read_raw(index_ref[i]) if i >= 0 else x
-            for i, x in zip(self.skeleton.leaf_indices, self.var_values)
+            for i, x in zip(self.skeleton.leaf_indices, self.var_values, strict=False)
         ]
 
     def exit(self, out: Any, *, outputs: bool = True) -> tuple[list[Any], list[Any], list[Any], OutInfo, _FlatGraph | None, _FlatGraph | None]:
@@ -700,6 +464,7 @@ class InnerCall:
             out_graphdef=out_graphdef,
             out_root_refs=root_refs,
             out_ref_indices=ref_indices,
+            values_only=not (sk.graph and sk.graph_updates),
         )
         return in_values, out_values, leaf_values, info, in_flat, out_flat
 
@@ -778,8 +543,13 @@ class Lifted:
         """
         if info.in_graphdef is None:
             if self.all_variables:
-                for v, x in zip(self.variables, in_values):
+                for v, x in zip(self.variables, in_values, strict=False):
                     write_raw(v, x)
+                return None
+            if info.values_only:
+                for v, x in zip(self.variables, in_values, strict=False):
+                    if isinstance(v, Variable):
+                        write_raw(v, x)
                 return None
             index_ref = {i: obj for i, obj in enumerate(self.objects)}
             leaves = variable_leaves_for(self.skeleton.graphdef, in_values)
@@ -798,7 +568,7 @@ class Lifted:
         if not info.out_node_slots and not info.out_static:
             return jax.tree_util.tree_unflatten(info.out_treedef, out_leaf_values)
         flat: list[Any] = [None] * (len(info.out_node_slots) + len(info.out_leaf_slots) + len(info.out_static))
-        for slot, value in zip(info.out_leaf_slots, out_leaf_values):
+        for slot, value in zip(info.out_leaf_slots, out_leaf_values, strict=False):
             flat[slot] = value
         for slot, value in info.out_static:
             flat[slot] = value
@@ -827,7 +597,7 @@ class Lifted:
                         index_ref[r] = input_object(r)
                 leaves = variable_leaves_for(info.out_graphdef, out_var_values)
                 roots = list(_graph.unflatten(info.out_graphdef, leaves, index_ref=index_ref))
-            for slot, root in zip(info.out_node_slots, roots):
+            for slot, root in zip(info.out_node_slots, roots, strict=False):
                 flat[slot] = root
         return jax.tree_util.tree_unflatten(info.out_treedef, flat)
 
@@ -897,7 +667,7 @@ def lift(
     all_prefixes = arg_prefixes + [kwargs_prefix] * (len(flat) - n_arg_leaves)
     root_prefixes = tuple(all_prefixes[i] for i in node_slots)
     leaf_specs = [all_prefixes[i] for i in leaf_slots]
-    for spec, i in zip(leaf_specs, leaf_slots):
+    for spec, i in zip(leaf_specs, leaf_slots, strict=False):
         if isinstance(spec, PrefixMapping) and not mappings_on_leaves:
             names = _arg_keypaths(args, kwargs)
             raise PrefixError(
@@ -912,7 +682,7 @@ def lift(
     fg = _FlatGraph(roots, graph=graph)
     names = tuple(_arg_keypaths(args, kwargs)[i] for i in node_slots) if roots else ()
     var_specs = []
-    for j, (path, var) in enumerate(zip(fg.paths, fg.leaves)):
+    for path, var in zip(fg.paths, fg.leaves, strict=False):
         var_specs.append(
             resolve_spec(root_prefixes[path[0]], path[1:], var, transform=transform, where=names[path[0]])
         )
@@ -1037,7 +807,7 @@ def node_states(lifted: Lifted, values: Sequence[Any], selected: Sequence[int],
     Variables (same type and metadata) carrying those values.
     """
     per_root: dict[int, tuple[list[PathParts], list[Any]]] = {}
-    for j, value in zip(selected, values):
+    for j, value in zip(selected, values, strict=False):
         path = lifted.var_paths[j]
         var = lifted.variables[j]
         leaf = var.copy(value) if as_variables and isinstance(var, Variable) else value
@@ -1045,15 +815,3 @@ def node_states(lifted: Lifted, values: Sequence[Any], selected: Sequence[int],
         paths.append(path[1:])
         leaves.append(leaf)
     return {k: State(nest(p, v), _copy=False) for k, (p, v) in per_root.items()}
-
-
-def replace_roots(lifted: Lifted, per_root: Mapping[int, Any], default: Any,
-                  leaf_values: Mapping[int, Any] | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """``(args, kwargs)`` with each root replaced by ``per_root[k]`` (or ``default``)."""
-    sk = lifted.skeleton
-    flat: list[Any] = [None] * (len(sk.node_slots) + len(sk.leaf_slots))
-    for k, slot in enumerate(sk.node_slots):
-        flat[slot] = per_root.get(k, default)
-    for j, slot in enumerate(sk.leaf_slots):
-        flat[slot] = leaf_values.get(j, default) if leaf_values is not None else default
-    return jax.tree_util.tree_unflatten(sk.treedef, flat)

@@ -31,7 +31,7 @@ from .._lift import (
 )
 from .._state import State, flat_paths_and_leaves
 from .._variable import Param, Variable
-from ._common import MISSING, resolve_kwargs, wraps
+from ._common import MISSING, resolve_kwargs, unbind, wraps
 from ._errors import OutputError, TransformError
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "DiffState"]
@@ -78,7 +78,7 @@ class _DiffPlan:
         self.leaf_groups: list[list[int]] = [[] for _ in argnums]
         self.other_vars: list[int] = []
         self.other_leaves: list[int] = []
-        for j, (spec, path) in enumerate(zip(lifted.var_specs, lifted.var_paths)):
+        for j, (spec, path) in enumerate(zip(lifted.var_specs, lifted.var_paths, strict=False)):
             g = group_of_arg.get(lifted.root_arg(path[0]))
             if g is not None and spec:
                 self.var_groups[g].append(j)
@@ -96,21 +96,21 @@ class _DiffPlan:
         leaves = self.lifted.leaves
         diff = tuple(
             ([values[j] for j in vg], [leaves[j] for j in lg])
-            for vg, lg in zip(self.var_groups, self.leaf_groups)
+            for vg, lg in zip(self.var_groups, self.leaf_groups, strict=False)
         )
         return diff, [values[j] for j in self.other_vars], [leaves[j] for j in self.other_leaves]
 
     def join(self, diff: Any, other_vars: Sequence[Any], other_leaves: Sequence[Any]) -> tuple[list[Any], list[Any]]:
         values: list[Any] = [None] * len(self.lifted.variables)
         leaves: list[Any] = [None] * len(self.lifted.leaves)
-        for (vg, lg), (dv, dl) in zip(zip(self.var_groups, self.leaf_groups), diff):
-            for j, x in zip(vg, dv):
+        for (vg, lg), (dv, dl) in zip(zip(self.var_groups, self.leaf_groups, strict=False), diff, strict=False):
+            for j, x in zip(vg, dv, strict=False):
                 values[j] = x
-            for j, x in zip(lg, dl):
+            for j, x in zip(lg, dl, strict=False):
                 leaves[j] = x
-        for j, x in zip(self.other_vars, other_vars):
+        for j, x in zip(self.other_vars, other_vars, strict=False):
             values[j] = x
-        for j, x in zip(self.other_leaves, other_leaves):
+        for j, x in zip(self.other_leaves, other_leaves, strict=False):
             leaves[j] = x
         return values, leaves
 
@@ -123,7 +123,7 @@ class _DiffPlan:
         roots_here = [k for k in range(len(sk.node_slots)) if lifted.root_arg(k) == index]
         per_root: dict[int, Any]
         if sk.graph:
-            grad_of = dict(zip(self.var_groups[g], var_grads))
+            grad_of = dict(zip(self.var_groups[g], var_grads, strict=False))
             variable_roots = {k for k in roots_here if isinstance(_root_object(lifted, k), Variable)}
             selected = [j for j in self.var_groups[g] if lifted.var_paths[j][0] not in variable_roots]
             per_root = node_states(lifted, [grad_of[j] for j in selected], selected)
@@ -137,7 +137,7 @@ class _DiffPlan:
                     per_root.setdefault(k, State({}, _copy=False))
         else:
             per_root = _tree_mode_gradients(lifted, roots_here, self.var_groups[g], var_grads)
-        leaf_map = dict(zip(self.leaf_groups[g], leaf_grads))
+        leaf_map = dict(zip(self.leaf_groups[g], leaf_grads, strict=False))
         flat_positions = [p for p, a in enumerate(lifted.flat_arg_index) if a == index]
         node_index = {slot: k for k, slot in enumerate(sk.node_slots)}
         leaf_index = {slot: j for j, slot in enumerate(sk.leaf_slots)}
@@ -163,7 +163,7 @@ def _root_object(lifted: Lifted, k: int) -> Any:
 
 def _tree_mode_gradients(lifted: Lifted, roots: list[int], selected: list[int], grads: Sequence[Any]) -> dict[int, Any]:
     """Tree mode: per root, an object of the root's type holding gradients (zeros elsewhere)."""
-    grad_of = dict(zip(selected, grads))
+    grad_of = dict(zip(selected, grads, strict=False))
     out: dict[int, Any] = {}
     for k in roots:
         root_def = lifted.skeleton.graphdef._root[4][k]
@@ -192,9 +192,15 @@ def _grad_general(f: Callable[..., Any], argnums: Any, has_aux: bool, holomorphi
     normalized, single = _normalize_argnums(argnums, transform)
     graph_mode = resolve_graph_mode(graph)
     updates = True if graph_updates is None else bool(graph_updates)
+    bound_f = f
+    f, bound_self = unbind(f)
+    if bound_self is not None:  # the object becomes argument 0; user positions shift by one
+        normalized = [(i + 1 if i >= 0 else i, filt) for i, filt in normalized]
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        args = resolve_kwargs(f, args, kwargs)
+        args = resolve_kwargs(bound_f, args, kwargs)
+        if bound_self is not None:
+            args = (bound_self, *args)
         for index, _ in normalized:
             if not -len(args) <= index < len(args):
                 raise TransformError(
@@ -245,7 +251,7 @@ def _grad_general(f: Callable[..., Any], argnums: Any, has_aux: bool, holomorphi
             return ((loss, aux), gradient) if has_aux else (loss, gradient)
         return (gradient, aux) if has_aux else gradient
 
-    return wraps(f, wrapper)
+    return wraps(bound_f, wrapper)
 
 
 def grad(
@@ -330,11 +336,12 @@ def _all_argnums(n: int) -> list[tuple[int, Any]]:
 
 
 def _check_pure_output(out: Any, transform: str) -> None:
-    for leaf in jax.tree_util.tree_leaves(out, is_leaf=_is_lift_leaf):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(out, is_leaf=_is_lift_leaf):
         if _is_lift_leaf(leaf):
             raise OutputError(
-                f"{transform}: the function's output holds a {type(leaf).__name__}; the "
-                "differentiated output must be arrays (cotangents are matched to it).\n"
+                f"{transform}: the function returned a {type(leaf).__name__} at "
+                f"out{jax.tree_util.keystr(path)}; the differentiated output must be arrays "
+                "(cotangents are matched to it).\n"
                 "Fix: return the object through has_aux=True, or return its arrays."
             )
 
@@ -420,7 +427,7 @@ def _tangent_values(plan: _DiffPlan, args: tuple[Any, ...], tangents: tuple[Any,
             )
         root_tangent: dict[int, Any] = {}
         leaf_tangent: dict[int, Any] = {}
-        for p, t in zip(positions, t_flat):
+        for p, t in zip(positions, t_flat, strict=False):
             if p in node_index:
                 root_tangent[node_index[p]] = t
             else:
@@ -439,7 +446,7 @@ def _lookup(tangent: Any, path: tuple[Any, ...], where: str) -> Any:
         return tangent.get_raw_value()
     if isinstance(tangent, State) or isinstance(tangent, dict):
         paths, leaves = flat_paths_and_leaves(tangent)
-        for p, leaf in zip(paths, leaves):
+        for p, leaf in zip(paths, leaves, strict=False):
             if tuple(p) == tuple(path):
                 return leaf.get_raw_value() if isinstance(leaf, Variable) else leaf
         raise TransformError(

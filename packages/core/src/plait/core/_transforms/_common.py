@@ -9,7 +9,37 @@ from typing import Any
 
 from .._variable import MISSING
 
-__all__ = ["MISSING", "normalize_argnums", "normalize_argnames", "resolve_kwargs", "wraps", "signature_of"]
+__all__ = [
+    "MISSING",
+    "normalize_argnums",
+    "normalize_argnames",
+    "resolve_kwargs",
+    "shift_prefix",
+    "signature_of",
+    "unbind",
+    "wraps",
+]
+
+
+def unbind(fun: Callable[..., Any]) -> tuple[Callable[..., Any], Any]:
+    """``(function, self)`` for a bound method of a graph node, else ``(fun, None)``.
+
+    Transforms pass the object as an explicit first argument instead of letting the
+    function close over it, so its state is lifted (and updates written back) like any
+    other argument's.
+    """
+    from .._lift import is_lift_leaf
+
+    if inspect.ismethod(fun) and is_lift_leaf(fun.__self__):
+        return fun.__func__, fun.__self__
+    return fun, None
+
+
+def shift_prefix(prefix: Any, first: Any) -> Any:
+    """A positional prefix with an entry for a prepended ``self`` argument."""
+    if isinstance(prefix, (tuple, list)):
+        return (first, *prefix)
+    return prefix
 
 
 def normalize_argnums(argnums: int | Sequence[int] | None) -> tuple[int, ...]:

@@ -138,7 +138,7 @@ def _loop_body(lifted: Lifted, transform: str) -> Callable[[Any, Any], tuple[lis
                 LOOP_STRUCTURE.format(transform=transform, what="loop value", before=in_tree, after=out_tree)
             )
         new_leaves = []
-        for i, (a, b) in enumerate(zip(in_leaves, out_leaves)):
+        for i, (a, b) in enumerate(zip(in_leaves, out_leaves, strict=False)):
             if is_lift_leaf(a) or is_lift_leaf(b):
                 if a is not b:
                     raise CarryError(

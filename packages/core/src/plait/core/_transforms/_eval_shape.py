@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import jax
 
 from .._lift import StaticBox, lift, resolve_graph_mode
+from ._common import unbind
 
 __all__ = ["eval_shape"]
 
@@ -31,6 +32,9 @@ def eval_shape(f: Callable[..., A], *args: Any, graph: bool | None = None,
         >>> abstract.w[...]
         ShapeDtypeStruct(shape=(4096, 4096), dtype=float32)
     """
+    f, bound_self = unbind(f)
+    if bound_self is not None:
+        args = (bound_self, *args)
     lifted = lift(
         args, kwargs, prefix=None, graph=resolve_graph_mode(graph),
         graph_updates=True if graph_updates is None else bool(graph_updates), transform="eval_shape",

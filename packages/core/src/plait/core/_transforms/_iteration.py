@@ -38,7 +38,7 @@ from .._lift import (
 from .._sharding import add_axis, remove_axis
 from .._variable import Variable
 from ..frozen_dict import FrozenDict
-from ._common import MISSING, resolve_kwargs, wraps
+from ._common import MISSING, resolve_kwargs, shift_prefix, unbind, wraps
 from ._errors import LOOP_STRUCTURE, CarryError, PrefixError, TransformError
 
 __all__ = ["vmap", "pmap", "scan", "Carry", "StateAxes"]
@@ -62,7 +62,7 @@ def prefix_values(*trees: Any) -> list[Any]:
 def _inner_input_variables(call: InnerCall, lifted_specs: Sequence[Any]) -> list[tuple[Any, Any]]:
     """(inner Variable, spec) for the input Variables rebuilt inside the transform."""
     out = []
-    for index, spec in zip(call.skeleton.leaf_indices, lifted_specs):
+    for index, spec in zip(call.skeleton.leaf_indices, lifted_specs, strict=False):
         if index >= 0:
             out.append((call.index_ref[index], spec))
     return out
@@ -77,7 +77,7 @@ def _new_output_variables(call: InnerCall, out: Any, out_prefix: Any, transform:
     known = {id(obj) for obj in call.index_ref.values()}
     seen: set[int] = set()
     found = []
-    for prefix, leaf in zip(prefixes, leaves):
+    for prefix, leaf in zip(prefixes, leaves, strict=False):
         if not is_lift_leaf(leaf):
             continue
         items = [((), leaf)] if isinstance(leaf, Variable) else iter_graph(leaf)
@@ -135,14 +135,14 @@ def mapped_pure(
         else:
             in_specs = [
                 resolve_spec(sk.root_prefixes[p[0]], p[1:], v, transform=transform, where=sk.root_names[p[0]])
-                for p, v in zip(in_flat.paths, in_flat.leaves)  # type: ignore[union-attr]
+                for p, v in zip(in_flat.paths, in_flat.leaves, strict=False)  # type: ignore[union-attr]
             ]
         out_var_specs: list[Any] = []
         if out_values:
             root_prefixes = [out_prefixes[s] for s in info.out_node_slots]
             out_var_specs = [
                 resolve_spec(root_prefixes[p[0]], p[1:], v, transform=transform, where="output")
-                for p, v in zip(out_flat.paths, out_flat.leaves)  # type: ignore[union-attr]
+                for p, v in zip(out_flat.paths, out_flat.leaves, strict=False)  # type: ignore[union-attr]
             ]
         leaf_specs = [out_prefixes[s] for s in info.out_leaf_slots]
         specs = in_specs + out_var_specs + leaf_specs
@@ -231,9 +231,15 @@ def vmap(
     updates = True if graph_updates is None else bool(graph_updates)
     keys = prefix_values(in_axes, out_axes)
     in_prefix = tuple(in_axes) if isinstance(in_axes, list) else in_axes
+    bound_f = f
+    f, bound_self = unbind(f)
+    if bound_self is not None:  # a bound method's object is broadcast unless in_axes is one value
+        in_prefix = shift_prefix(in_prefix, None)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        args = resolve_kwargs(f, args, kwargs)
+        args = resolve_kwargs(bound_f, args, kwargs)
+        if bound_self is not None:
+            args = (bound_self, *args)
         lifted = lift(args, {}, prefix=in_prefix, graph=graph_mode, graph_updates=updates,
                       transform="vmap", prefix_name="in_axes")
         _check_in_specs(lifted, "vmap")
@@ -252,7 +258,7 @@ def vmap(
         groups, box = vmapped(lifted.values(), lifted.leaves)
         return unpack_mapped(lifted, groups, box)
 
-    return wraps(f, wrapper)
+    return wraps(bound_f, wrapper)
 
 
 # -- pmap -------------------------------------------------------------------------------------
@@ -298,9 +304,16 @@ def pmap(
     keys = prefix_values(in_axes, out_axes)
     static = (static_broadcasted_argnums,) if isinstance(static_broadcasted_argnums, int) else tuple(static_broadcasted_argnums)
     in_prefix = tuple(in_axes) if isinstance(in_axes, list) else in_axes
+    bound_f = f
+    f, bound_self = unbind(f)
+    if bound_self is not None:
+        in_prefix = shift_prefix(in_prefix, None)
+        static = tuple(i + 1 if i >= 0 else i for i in static)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        args = resolve_kwargs(f, args, kwargs)
+        args = resolve_kwargs(bound_f, args, kwargs)
+        if bound_self is not None:
+            args = (bound_self, *args)
         n = len(args)
         static_pos = sorted(i % n for i in static if -n <= i < n)
         dyn_args = tuple(a for i, a in enumerate(args) if i not in static_pos)
@@ -333,7 +346,7 @@ def pmap(
         groups, box = pmapped(lifted.values(), lifted.leaves)
         return unpack_mapped(lifted, groups, box)
 
-    return wraps(f, wrapper)
+    return wraps(bound_f, wrapper)
 
 
 # -- scan -------------------------------------------------------------------------------------
@@ -448,16 +461,31 @@ def scan(
     _check_out_axes(rest_axes)
     graph_mode = resolve_graph_mode(graph)
     updates = True if graph_updates is None else bool(graph_updates)
+    bound_f = f
+    f, bound_self = unbind(f)
+    scan_in_axes = in_axes
+    if bound_self is not None:  # a bound method's object is broadcast (its state threaded)
+        if in_axes is Carry or not isinstance(in_axes, tuple):
+            raise TransformError(
+                "scan: a bound method needs in_axes as a tuple (one entry per explicit "
+                "argument). Fix: pass in_axes=(Carry, 0, ...) or scan type(obj).method."
+            )
+        scan_in_axes = shift_prefix(in_axes, None)
+        in_carry_shifted = None if in_carry is None else in_carry + 1  # type: ignore[operator]
+    else:
+        in_carry_shifted = in_carry
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        args = resolve_kwargs(f, args, kwargs)
+        args = resolve_kwargs(bound_f, args, kwargs)
+        if bound_self is not None:
+            args = (bound_self, *args)
         if in_axes is Carry and len(args) != 1:
             raise TransformError(
                 f"scan: in_axes=Carry means the function takes exactly one (carried) argument, "
                 f"but it got {len(args)}. Fix: use in_axes=(Carry, 0, ...)."
             )
-        carry_arg = 0 if in_carry == "all" else in_carry
-        lifted = lift(args, {}, prefix=in_axes, graph=graph_mode, graph_updates=updates,
+        carry_arg = 0 if in_carry == "all" else in_carry_shifted
+        lifted = lift(args, {}, prefix=scan_in_axes, graph=graph_mode, graph_updates=updates,
                       transform="scan", prefix_name="in_axes")
         return _run_scan(lifted, args, carry_arg, out_carry, rest_axes)
 
@@ -507,17 +535,17 @@ def scan(
             sv, sl = x
             var_values: list[Any] = [None] * n_vars
             leaf_values: list[Any] = [None] * n_leaves
-            for j, v in zip(carry_vars, cv):
+            for j, v in zip(carry_vars, cv, strict=False):
                 var_values[j] = v
-            for j, v in zip(bcast_vars, bv):
+            for j, v in zip(bcast_vars, bv, strict=False):
                 var_values[j] = v
-            for j, v in zip(scan_vars, sv):
+            for j, v in zip(scan_vars, sv, strict=False):
                 var_values[j] = v
-            for j, v in zip(carry_leaves, cl):
+            for j, v in zip(carry_leaves, cl, strict=False):
                 leaf_values[j] = v
-            for j, v in zip(bcast_leaves, constants):
+            for j, v in zip(bcast_leaves, constants, strict=False):
                 leaf_values[j] = v
-            for j, v in zip(scan_leaves, sl):
+            for j, v in zip(scan_leaves, sl, strict=False):
                 leaf_values[j] = v
             call = sk.enter(var_values, leaf_values)
             inner_scanned = []
@@ -567,7 +595,7 @@ def scan(
             root_prefixes = [out_prefixes[s] for s in info.out_node_slots]
             out_var_axes = tuple(
                 resolve_spec(root_prefixes[p[0]], p[1:], v, transform="scan", where="output")
-                for p, v in zip(out_flat.paths, out_flat.leaves)
+                for p, v in zip(out_flat.paths, out_flat.leaves, strict=False)
             ) if out_values else ()
             out_leaf_axes = tuple(out_prefixes[s] for s in info.out_leaf_slots)
             new_carry = (
@@ -590,14 +618,14 @@ def scan(
         sv, out_values, out_leaves, box = ys
         info, out_var_axes, out_leaf_axes = box.value
         in_values: list[Any] = [None] * n_vars
-        for j, v in zip(carry_vars, cv):
+        for j, v in zip(carry_vars, cv, strict=False):
             in_values[j] = v
-        for j, v in zip(bcast_vars, bv):
+        for j, v in zip(bcast_vars, bv, strict=False):
             in_values[j] = v
-        for j, v in zip(scan_vars, sv):
+        for j, v in zip(scan_vars, sv, strict=False):
             in_values[j] = jnp.moveaxis(v, 0, var_axes[j])
-        out_values = [jnp.moveaxis(v, 0, a) for v, a in zip(out_values, out_var_axes)]
-        out_leaves = [jnp.moveaxis(v, 0, a) for v, a in zip(out_leaves, out_leaf_axes)]
+        out_values = [jnp.moveaxis(v, 0, a) for v, a in zip(out_values, out_var_axes, strict=False)]
+        out_leaves = [jnp.moveaxis(v, 0, a) for v, a in zip(out_leaves, out_leaf_axes, strict=False)]
         rest_out = lifted.apply(info, in_values, out_values, out_leaves)
         if carry_arg is None:
             return rest_out
@@ -606,7 +634,7 @@ def scan(
             return carry_value
         return tuple(carry_value if i == out_carry else o for i, o in enumerate(rest_out))
 
-    return wraps(f, wrapper)
+    return wraps(bound_f, wrapper)
 
 
 def _is_lift_leaf(x: Any) -> bool:
@@ -624,7 +652,7 @@ def _check_carry(carry_in: Any, carry_out: Any, carry_tree: Any) -> list[Any]:
             LOOP_STRUCTURE.format(transform="scan", what="carry", before=in_tree, after=out_tree)
         )
     new_leaves = []
-    for i, (a, b) in enumerate(zip(in_leaves, out_leaves)):
+    for i, (a, b) in enumerate(zip(in_leaves, out_leaves, strict=False)):
         if _is_lift_leaf(a) or _is_lift_leaf(b):
             if a is not b:
                 from ._errors import CARRY_IDENTITY

@@ -11,6 +11,7 @@ flattening the objects once; plans of older epochs can never match again and are
 
 from __future__ import annotations
 
+import collections
 import functools
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +32,14 @@ from .._lift import (
     write_raw,
 )
 from .._object import structure_epoch
-from ._common import MISSING, normalize_argnames, normalize_argnums, signature_of
+from ._common import (
+    MISSING,
+    normalize_argnames,
+    normalize_argnums,
+    shift_prefix,
+    signature_of,
+    unbind,
+)
 from ._errors import TransformError
 
 P = ParamSpec("P")
@@ -83,14 +91,18 @@ class _Plan:
         info = box.value
         lifted = self.lifted
         if info.in_graphdef is None and self.all_variables:
-            for v, x in zip(self.variables, in_values):
-                write_raw(v, x)
+            _consume(map(write_raw, self.variables, in_values))  # one C-level loop
             after = None
         else:
             after = lifted.write_back(info, in_values)
         if not info.out_node_slots and not info.out_static:
             return jax.tree_util.tree_unflatten(info.out_treedef, out_leaves)
         return lifted.build_output(info, out_values, out_leaves, after)
+
+
+def _consume(iterator: Any) -> None:
+    """Runs an iterator to exhaustion without keeping its items."""
+    collections.deque(iterator, maxlen=0)
 
 
 def _getter(positions: Sequence[int]) -> Callable[[Sequence[Any]], list[Any]]:
@@ -141,6 +153,7 @@ class JitWrapped(Generic[P, R]):
         partial_args: tuple[Any, ...] = (),
     ):
         functools.update_wrapper(self, fun, updated=())
+        fun, bound_self = unbind(fun)
         self.fun = fun
         self.in_shardings = in_shardings
         self.out_shardings = out_shardings
@@ -148,6 +161,13 @@ class JitWrapped(Generic[P, R]):
         self.static_argnames = normalize_argnames(static_argnames)
         self.donate_argnums = normalize_argnums(donate_argnums)
         self.donate_argnames = normalize_argnames(donate_argnames)
+        if bound_self is not None:
+            # A bound method of an object: the object becomes an explicit first argument
+            # (lifted like the others); the user's positions do not count it.
+            partial_args = (bound_self, *partial_args)
+            self.static_argnums = tuple(i + 1 if i >= 0 else i for i in self.static_argnums)
+            self.donate_argnums = tuple(i + 1 if i >= 0 else i for i in self.donate_argnums)
+            self.in_shardings = shift_prefix(in_shardings, None)
         self.keep_unused = keep_unused
         self.device = device
         self.backend = backend
@@ -172,21 +192,12 @@ class JitWrapped(Generic[P, R]):
             p.name for p in params
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
-        offset = len(self.partial_args)
-
+        # Positions count every positional argument, the partial ones included.
         def names_for(nums: tuple[int, ...]) -> tuple[str, ...]:
-            out = []
-            for n in nums:
-                if 0 <= n + offset < len(positional):
-                    out.append(positional[n + offset])
-            return tuple(out)
+            return tuple(positional[n] for n in nums if 0 <= n < len(positional))
 
         def nums_for(names: tuple[str, ...]) -> tuple[int, ...]:
-            out = []
-            for name in names:
-                if name in positional:
-                    out.append(positional.index(name) - offset)
-            return tuple(n for n in out if n >= 0)
+            return tuple(positional.index(name) for name in names if name in positional)
 
         self.static_argnames = tuple(dict.fromkeys(self.static_argnames + names_for(self.static_argnums)))
         self.static_argnums = tuple(dict.fromkeys(self.static_argnums + nums_for(self.static_argnames)))
@@ -240,10 +251,12 @@ class JitWrapped(Generic[P, R]):
             self._plans[key] = plan
         outputs = plan.entry.jitted(*plan.arrays(flat))
         out = plan.finish(outputs)
-        if structure_epoch() != epoch and outputs[3].value.in_graphdef is None:
-            # The epoch moved only because objects were created inside the trace or for the
-            # output; the inputs' structure is unchanged, so this call's plans stay valid.
-            self._plans_epoch = structure_epoch()
+        if structure_epoch() != epoch:
+            info = outputs[3].value
+            if info.in_graphdef is None and (plan.all_variables or info.values_only):
+                # The epoch moved only because objects were created inside the trace or for
+                # the output; the inputs were updated value by value, so plans stay valid.
+                self._plans_epoch = structure_epoch()
         return out
 
     def _build_plan(self, dyn_args: tuple[Any, ...], dyn_kwargs: dict[str, Any], n_args: int,
@@ -332,7 +345,7 @@ class JitWrapped(Generic[P, R]):
             args, kwargs = call.args, call.kwargs
             if static_pos:
                 full = list(args)
-                for pos, value in zip(static_pos, static_vals):
+                for pos, value in zip(static_pos, static_vals, strict=False):
                     full.insert(pos, value)
                 args = tuple(full)
             if static_kw:
@@ -344,7 +357,7 @@ class JitWrapped(Generic[P, R]):
             if info.in_graphdef is None and any(s is not None for s in var_shardings):
                 in_values = [
                     jax.lax.with_sharding_constraint(x, s) if s is not None else x
-                    for x, s in zip(in_values, var_shardings)
+                    for x, s in zip(in_values, var_shardings, strict=False)
                 ]
             return in_values, out_values, out_leaves, StaticBox(info)
 
@@ -416,12 +429,12 @@ def _constrain_outputs(out: Any, info: Any, out_flat: Any, out_values: list[Any]
     leaf_prefixes = [prefixes[s] for s in info.out_leaf_slots]
     out_leaves = [
         jax.lax.with_sharding_constraint(x, p) if _is_sharding(p) else x
-        for x, p in zip(out_leaves, leaf_prefixes)
+        for x, p in zip(out_leaves, leaf_prefixes, strict=False)
     ]
     if out_flat is not None and out_values:
         root_prefixes = [prefixes[s] for s in info.out_node_slots]
         constrained = []
-        for x, path, var in zip(out_values, out_flat.paths, out_flat.leaves):
+        for x, path, var in zip(out_values, out_flat.paths, out_flat.leaves, strict=False):
             p = resolve_spec(root_prefixes[path[0]], path[1:], var, transform="jit", where="output")
             constrained.append(jax.lax.with_sharding_constraint(x, p) if _is_sharding(p) else x)
         out_values = constrained

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import jax
 
 from .._lift import StaticBox, lift, resolve_graph_mode
-from ._common import MISSING, normalize_argnums, wraps
+from ._common import MISSING, normalize_argnums, unbind, wraps
 
 __all__ = ["remat", "checkpoint"]
 
@@ -49,8 +49,14 @@ def remat(
     static = normalize_argnums(static_argnums)
     graph_mode = resolve_graph_mode(graph)
     updates = True if graph_updates is None else bool(graph_updates)
+    bound_f = f
+    f, bound_self = unbind(f)
+    if bound_self is not None:
+        static = tuple(i + 1 if i >= 0 else i for i in static)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if bound_self is not None:
+            args = (bound_self, *args)
         n = len(args)
         static_pos = sorted({i % n for i in static if -n <= i < n})
         dyn_args = tuple(a for i, a in enumerate(args) if i not in static_pos)
@@ -70,7 +76,7 @@ def remat(
         in_values, out_values, out_leaves, box = checkpointed(lifted.values(), lifted.leaves)
         return lifted.apply(box.value, in_values, out_values, out_leaves)
 
-    return wraps(f, wrapper)
+    return wraps(bound_f, wrapper)
 
 
 checkpoint = remat

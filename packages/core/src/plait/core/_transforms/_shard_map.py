@@ -10,7 +10,7 @@ import jax
 from jax.sharding import PartitionSpec
 
 from .._lift import lift, resolve_graph_mode
-from ._common import MISSING, resolve_kwargs, wraps
+from ._common import MISSING, resolve_kwargs, shift_prefix, unbind, wraps
 from ._iteration import mapped_pure, prefix_values, unpack_mapped
 
 __all__ = ["shard_map"]
@@ -64,9 +64,15 @@ def shard_map(
     keys = [_spec(k) for k in prefix_values(in_specs, out_specs)]
     keys = list(dict.fromkeys(keys))
     in_prefix = tuple(in_specs) if isinstance(in_specs, list) else in_specs
+    bound_f = f
+    f, bound_self = unbind(f)
+    if bound_self is not None:  # a bound method's object is replicated
+        in_prefix = shift_prefix(in_prefix, PartitionSpec())
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        args = resolve_kwargs(f, args, kwargs)
+        args = resolve_kwargs(bound_f, args, kwargs)
+        if bound_self is not None:
+            args = (bound_self, *args)
         lifted = lift(args, {}, prefix=in_prefix, graph=graph_mode, graph_updates=updates,
                       transform="shard_map", prefix_name="in_specs")
         lifted.var_specs = [_spec(s) for s in lifted.var_specs]
@@ -86,4 +92,4 @@ def shard_map(
         groups, box = mapped(lifted.values(), lifted.leaves)
         return unpack_mapped(lifted, groups, box)
 
-    return wraps(f, wrapper)
+    return wraps(bound_f, wrapper)
