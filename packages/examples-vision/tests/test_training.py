@@ -13,14 +13,15 @@ def tiny_digits(**overrides):
     c.progress = False
     c.per_device_batch_size = 8  # x 8 simulated devices = 64 per step
     c.num_epochs = 2
-    c.limit_test_examples = 296  # divisible by 8, exercises uneven eval batches anyway
+    c.limit_train_examples = 512
+    c.limit_test_examples = 297  # not divisible by 8: exercises the padded last eval batch
     for k, v in overrides.items():
         c[k] = v
     return c
 
 
 def test_cnn_on_digits_beats_chance_by_far(tmp_path):
-    result = _train.train_and_evaluate(tiny_digits(num_epochs=3), tmp_path)
+    result = _train.train_and_evaluate(tiny_digits(num_epochs=3, limit_train_examples=0), tmp_path)
     assert result["final"]["test_accuracy"] > 0.8  # chance is 0.1
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
@@ -73,7 +74,8 @@ def test_config_overrides():
 
 def test_cli_runs_digits(tmp_path, capsys):
     assert main(["--config", "digits", "--workdir", str(tmp_path), "--config.num_epochs=1",
-                 "--config.progress=False", "--config.per_device_batch_size=8"]) == 0
+                 "--config.progress=False", "--config.per_device_batch_size=8",
+                 "--config.limit_train_examples=256"]) == 0
     assert "final test accuracy" in capsys.readouterr().out
 
 

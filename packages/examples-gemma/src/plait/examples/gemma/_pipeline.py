@@ -69,3 +69,35 @@ def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
     p = counts / counts.sum()
     nz = p > 0
     return float(-(p[nz] * np.log(p[nz])).sum())
+
+
+def batch_at(windows: np.ndarray, batch_size: int, step: int, *, seed: int) -> dict[str, np.ndarray]:
+    """The training batch of ``step``: epochs of shuffled windows, addressable by step.
+
+    Random access (rather than an iterator) makes a resumed run see exactly the batches
+    an uninterrupted one would.
+    """
+    per_epoch = len(windows) // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"{len(windows)} windows hold no batch of {batch_size}; lower batch_size.")
+    epoch, index = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(len(windows))
+    w = windows[order[index * batch_size : (index + 1) * batch_size]]
+    return language_model_batch(w)
+
+
+def language_model_batch(windows: np.ndarray, pad_id: int | None = None) -> dict[str, np.ndarray]:
+    """``inputs``, ``targets`` (shifted by one), ``positions`` and loss ``weights`` of windows.
+
+    Example:
+        >>> b = language_model_batch(np.array([[5, 6, 7]]))
+        >>> b["inputs"].tolist(), b["targets"].tolist(), b["positions"].tolist()
+        ([[5, 6]], [[6, 7]], [[0, 1]])
+    """
+    inputs, targets = windows[:, :-1], windows[:, 1:]
+    positions = np.broadcast_to(np.arange(inputs.shape[1], dtype=np.int32), inputs.shape).copy()
+    weights = np.ones(targets.shape, np.float32)
+    if pad_id is not None:
+        weights *= (targets != pad_id) & (inputs != pad_id)
+        positions = np.where(inputs != pad_id, positions, -1).astype(np.int32)
+    return {"inputs": inputs.astype(np.int32), "targets": targets.astype(np.int32), "positions": positions, "weights": weights}
