@@ -391,8 +391,9 @@ def sharded_init(
 
     ``init_fn`` may return any pytree whose leaves carry sharding metadata (a core
     ``State`` of Variables, a Linen variables dict with boxes, a train state), or a graph
-    node such as an ``nnx.Module`` or ``nnx.Optimizer``: that one is split inside the
-    ``jit`` and merged back here, so you get the object itself with sharded Variables.
+    node such as an ``nnx.Module`` (or a tuple / list / dict holding graph nodes, e.g.
+    ``(model, optimizer)``): that is split inside the ``jit`` and merged back here, so
+    you get the objects themselves, shared references intact, with sharded Variables.
 
     Args:
       init_fn: builds the model / state from ``args`` (typically a PRNG key). Create
@@ -422,7 +423,7 @@ def sharded_init(
 
     def pure_init(*inner_args: Any) -> Any:
         out = init_fn(*inner_args)
-        if is_graph_node(out):
+        if _holds_graph_nodes(out):
             graphdef, state = split(out)
             graphdefs.append(graphdef)
             return state
@@ -435,6 +436,15 @@ def sharded_init(
     if graphdefs:
         return merge(graphdefs[-1], out)
     return out
+
+
+def _holds_graph_nodes(out: Any) -> bool:
+    """A graph node, or a plain tuple / list / dict with graph nodes among its leaves."""
+    if is_graph_node(out):
+        return True
+    if type(out) not in (tuple, list, dict):
+        return False
+    return any(is_graph_node(x) for x in jax.tree.leaves(out, is_leaf=is_graph_node))
 
 
 # --------------------------------------------------------------------------- batches
@@ -538,8 +548,8 @@ def global_batch(local_batch: Any, mesh: Mesh, spec: PartitionSpec | None = None
       ((16, 3), P(('data', 'fsdp'),), (2, 3))
     """
     spec = _default_batch_spec(mesh) if spec is None else spec
+    per_dim = [_local_blocks(mesh, entry) for entry in spec]  # checks the axis names too
     sharding = NamedSharding(mesh, spec)
-    per_dim = [_local_blocks(mesh, entry) for entry in spec]
 
     def one(path: Any, x: Any) -> jax.Array:
         shape = tuple(np.shape(x))

@@ -1,0 +1,3 @@
+"""Combinators (Flax's ``flax.linen.combinators``)."""
+
+from ._combinators import Sequential as Sequential
