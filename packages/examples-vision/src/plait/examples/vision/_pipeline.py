@@ -97,20 +97,27 @@ def make_data_mesh(devices: list | None = None) -> Mesh:
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Place a host batch on the mesh, split along the leading (batch) axis.
+    """Place a global host batch on the mesh, split along the leading (batch) axis.
 
-    Works with several processes too: each process passes its own slice of the global
-    batch, and the result is the global array.
+    Every process iterates over the same global batch (the pipeline is deterministic), and
+    each contributes only the rows that its own devices hold, so the same code runs with
+    one process or many (``jax.make_array_from_process_local_data``).
     """
     sharding = NamedSharding(mesh, PartitionSpec("data"))
     size = mesh.shape["data"]
+    processes, index = jax.process_count(), jax.process_index()
 
     def put(x: np.ndarray) -> jax.Array:
-        if jax.process_count() == 1 and x.shape[0] % size:
+        if x.shape[0] % size:
             raise ValueError(
                 f"batch of {x.shape[0]} does not split over {size} devices; use a batch size "
                 f"that is a multiple of the device count (per_device_batch_size * {size})."
             )
+        if processes > 1:
+            # The data axis runs over devices in process order, so this process's devices
+            # hold one contiguous block of rows.
+            rows = x.shape[0] // processes
+            x = x[index * rows : (index + 1) * rows]
         return jax.make_array_from_process_local_data(sharding, x)
 
     return {k: put(v) for k, v in batch.items()}

@@ -19,6 +19,8 @@ from plait import checkpoint as ckpt
 
 from . import _data, _models, _pipeline
 
+LOG_EVERY = 20  # steps between host reads of the training metrics
+
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
     total = max(1, config.num_epochs * steps_per_epoch)
@@ -196,45 +198,46 @@ def train_and_evaluate(
         config.num_epochs, stop_after_epochs)
     t_start = time.monotonic()
     for epoch in range(start_epoch, last_epoch):
-        sums = {"loss": 0.0, "accuracy": 0.0}
         batches = _pipeline.epoch_batches(
             train_x, train_y, batch_size, seed=config.seed, epoch=epoch,
             normalization=normalization, augment_shift=config.augment_shift,
         )
-        bar = _progress(batches, steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}",
-                        config.progress)
+        show = config.progress and jax.process_index() == 0
+        bar = _progress(batches, steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}", show)
+        # Reading metrics forces a host sync; sampling every LOG_EVERY steps keeps the loop
+        # asynchronous and is plenty for a training curve.
+        sampled: list[dict[str, float]] = []
         for i, batch in enumerate(bar):
             state, metrics = train_step(state, _pipeline.shard_batch(batch, mesh))
-            if i % 20 == 0 or i == steps_per_epoch - 1:
-                loss = float(metrics["loss"])
-                if not math.isfinite(loss):
+            if i % LOG_EVERY == 0 or i == steps_per_epoch - 1:
+                sampled.append({k: float(v) for k, v in metrics.items()})
+                if not math.isfinite(sampled[-1]["loss"]):
                     raise FloatingPointError(
-                        f"training loss became {loss} at epoch {epoch + 1}, step {i}; lower "
-                        "--config.learning_rate."
+                        f"training loss became {sampled[-1]['loss']} at epoch {epoch + 1}, "
+                        f"step {i}; lower --config.learning_rate."
                     )
-                if config.progress:
-                    bar.set_postfix(loss=f"{loss:.4f}")
-            for k in sums:
-                sums[k] += float(metrics[k]) if i % 20 == 0 or i == steps_per_epoch - 1 else 0.0
-        # Exact epoch-mean training metrics would need a host sync per step; a strided
-        # sample keeps the loop asynchronous and is plenty for a curve.
-        sampled = len(range(0, steps_per_epoch, 20)) + (0 if (steps_per_epoch - 1) % 20 == 0 else 1)
-        record = {"epoch": epoch + 1, "train_loss": sums["loss"] / sampled,
-                  "train_accuracy": sums["accuracy"] / sampled, **evaluate(state),
+                if show:
+                    bar.set_postfix(loss=f"{sampled[-1]['loss']:.4f}")
+        record = {"epoch": epoch + 1,
+                  "train_loss": float(np.mean([m["loss"] for m in sampled])),
+                  "train_accuracy": float(np.mean([m["accuracy"] for m in sampled])),
+                  **evaluate(state),
                   "elapsed_s": time.monotonic() - t_start}
         history.append(record)
-        print(f"epoch {epoch + 1}: train_loss={record['train_loss']:.4f} "
-              f"test_loss={record['test_loss']:.4f} test_accuracy={record['test_accuracy']:.4f}",
-              flush=True)
+        if jax.process_index() == 0:
+            print(f"epoch {epoch + 1}: train_loss={record['train_loss']:.4f} "
+                  f"test_loss={record['test_loss']:.4f} "
+                  f"test_accuracy={record['test_accuracy']:.4f}", flush=True)
         if (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == last_epoch:
             manager.save(epoch + 1, {"state": state},
                          metadata={"epoch": epoch + 1, "history": history,
                                    "config": config.to_dict()})
     manager.wait_until_finished()
     manager.close()
-    (workdir / "metrics.json").write_text(json.dumps(
-        {"config": config.to_dict(), "history": history, "model": model.name,
-         "devices": mesh.size}, indent=2))
-    if history:
-        write_plot(history, workdir / "metrics.png")
+    if jax.process_index() == 0:  # every process holds the same history; one writes it
+        (workdir / "metrics.json").write_text(json.dumps(
+            {"config": config.to_dict(), "history": history, "model": model.name,
+             "devices": mesh.size, "processes": jax.process_count()}, indent=2))
+        if history:
+            write_plot(history, workdir / "metrics.png")
     return {"history": history, "state": state, "final": history[-1] if history else {}}
