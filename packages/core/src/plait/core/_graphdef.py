@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
+import jax
+
 Node = TypeVar("Node")
 
 NODE, VAR, REF, LEAF, STATIC, PYTREE = range(6)
@@ -97,18 +99,16 @@ class GraphDef(Generic[Node]):
         True
     """
 
-    __slots__ = ("_root", "_hash", "num_leaves", "_paths")
+    __slots__ = ("_root", "_hash", "num_leaves", "_paths", "_derived")
 
     def __init__(self, root: Any, num_leaves: int, paths: tuple[tuple[Any, ...], ...] | None = None):
-        try:
-            h = hash(root)
-        except TypeError:
-            root = _make_hashable(root)
-            h = hash(root)
         object.__setattr__(self, "_root", root)
-        object.__setattr__(self, "_hash", h)
+        object.__setattr__(self, "_hash", None)  # computed on first use (split never needs it)
         object.__setattr__(self, "num_leaves", num_leaves)
         object.__setattr__(self, "_paths", paths)
+        # Things compiled from the structure on first use (build plan, leaf slots, State
+        # layouts; see _graph_build). Not part of equality.
+        object.__setattr__(self, "_derived", {})
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("GraphDef is immutable")
@@ -116,15 +116,29 @@ class GraphDef(Generic[Node]):
     def __delattr__(self, name: str) -> None:
         raise AttributeError("GraphDef is immutable")
 
+    def _compute_hash(self) -> int:
+        root = self._root
+        try:
+            h = hash(root)
+        except TypeError:  # unhashable statics/metadata: wrap them (compared by identity)
+            root = _make_hashable(root)
+            object.__setattr__(self, "_root", root)
+            h = hash(root)
+        object.__setattr__(self, "_hash", h)
+        return h
+
     def __hash__(self) -> int:
-        return self._hash
+        h = self._hash
+        return self._compute_hash() if h is None else h
 
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
         if not isinstance(other, GraphDef):
             return NotImplemented
-        return self._hash == other._hash and self._root == other._root
+        if self.num_leaves != other.num_leaves or hash(self) != hash(other):
+            return False
+        return bool(self._root == other._root)
 
     @property
     def paths(self) -> tuple[tuple[Any, ...], ...]:
@@ -171,6 +185,11 @@ class GraphDef(Generic[Node]):
 
     def __reduce__(self) -> Any:
         raise TypeError("GraphDef is not picklable (plait never pickles).")
+
+
+# A GraphDef is a pytree with no children (itself as aux data), so a function under
+# ``jax.jit`` can return one, and it can sit inside the pytrees passed to JAX transforms.
+jax.tree_util.register_pytree_node(GraphDef, lambda g: ((), g), lambda g, _: g)
 
 
 def _collect_paths(nodedef: Any, path: tuple[Any, ...], out: list[tuple[Any, ...]]) -> None:
