@@ -216,5 +216,5 @@ def __getattr__(name: str):
                 "plait-bridge, which is not installed.\nFix: install plait-bridge and use "
                 "`from plait import bridge` (nnx.bridge then works too)."
             ) from error
-        return bridge_module
+        return bridge_module.wrappers if name == "wrappers" else bridge_module
     raise AttributeError(f"module 'plait.nnx' has no attribute {name!r}")
