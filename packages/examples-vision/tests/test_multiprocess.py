@@ -79,11 +79,22 @@ def child(role: str, workdir: str, out_dir: str, process_id: int = 0, port: int 
 
         _train.train_and_evaluate = train_and_evaluate
 
+    # What each batch placement fed JAX: [rows given by this process, rows of the global array].
+    fed: list = []
+    real_make_array = jax.make_array_from_process_local_data
+
+    def make_array(sharding, local_data, global_shape=None):
+        out = real_make_array(sharding, local_data, global_shape)
+        fed.append([int(np.shape(local_data)[0]), int(out.shape[0])])
+        return out
+
+    jax.make_array_from_process_local_data = make_array
     real_shard_batch = _pipeline.shard_batch
 
     def shard_batch(batch, mesh):
+        start = len(fed)
         out = real_shard_batch(batch, mesh)
-        record["batches"].append([len(batch["label"]), int(out["label"].shape[0])])
+        record["batches"].append({"host_rows": len(batch["label"]), "fed": fed[start:]})
         return out
 
     _pipeline.shard_batch = shard_batch
@@ -182,13 +193,16 @@ def test_two_processes_train_save_and_one_process_restores(tmp_path):
         assert record["collectives"] == "gloo"
         assert (record["process_count"], record["device_count"]) == (2, DEVICES)
         train_batches = record["batches"][:4]  # then the evaluation batches
-        assert train_batches == [[global_batch // 2, global_batch]] * 4, (
-            f"process {i} fed [local rows, global rows] = {train_batches}; each process must "
-            f"feed its half ({global_batch // 2} rows) of the global batch of {global_batch}"
+        half = [global_batch // 2, global_batch]  # image and label: this process's half
+        assert train_batches == [{"host_rows": global_batch, "fed": [half, half]}] * 4, (
+            f"process {i} placed its batches as {train_batches} ([rows it fed, global rows]); "
+            f"each process must feed its half ({global_batch // 2} rows) of the global batch "
+            f"of {global_batch}"
         )
     reference = json.loads((out / "single0.json").read_text())
     assert reference["initialize"] is None and reference["device_count"] == DEVICES
-    assert reference["batches"][:4] == [[global_batch, global_batch]] * 4
+    whole = [global_batch, global_batch]
+    assert reference["batches"][:4] == [{"host_rows": global_batch, "fed": [whole, whole]}] * 4
 
     final = [dict(np.load(out / f"distributed{i}.npz")) for i in range(2)]
     assert final[0].keys() == final[1].keys() and len(final[0]) > 4

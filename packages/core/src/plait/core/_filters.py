@@ -29,9 +29,17 @@ Filter = TypingAny  # type | str | Predicate | bool | None | EllipsisType | list
 
 
 class _Predicate:
-    """Base of predicate objects: value equality and hashing from ``_fields()``."""
+    """Base of predicate objects: value equality and hashing from ``_fields()``.
+
+    ``_structural``: the answer depends only on the path and on the Variable's type and
+    metadata (never on its value), so the graph layer may cache it per GraphDef.
+    """
 
     __slots__ = ()
+    _structural = True
+
+    def _is_structural(self) -> bool:
+        return self._structural
 
     def _fields(self) -> tuple[TypingAny, ...]:
         return ()
@@ -151,6 +159,32 @@ class PathContains(_Predicate):
         return f"PathContains({self.key!r})" if self.exact else f"PathContains({self.key!r}, exact=False)"
 
 
+class PathIn(_Predicate):
+    """Matches values whose path is one of ``paths``.
+
+    Examples:
+        >>> from plait.core import PathIn
+        >>> PathIn(("a", 0), ("b",))(("b",), None)
+        True
+        >>> PathIn(("a", 0))(("a",), None)
+        False
+    """
+
+    __slots__ = ("paths",)
+
+    def __init__(self, *paths: PathParts):
+        object.__setattr__(self, "paths", frozenset(tuple(p) for p in paths))
+
+    def __call__(self, path: PathParts, x: TypingAny) -> bool:
+        return tuple(path) in self.paths
+
+    def _fields(self) -> tuple[TypingAny, ...]:
+        return (self.paths,)
+
+    def __repr__(self) -> str:
+        return f"PathIn({', '.join(repr(p) for p in sorted(self.paths, key=repr))})"
+
+
 class Any(_Predicate):
     """Matches when at least one of ``filters`` matches."""
 
@@ -167,6 +201,9 @@ class Any(_Predicate):
 
     def __repr__(self) -> str:
         return f"Any({', '.join(map(repr, self.predicates))})"
+
+    def _is_structural(self) -> bool:
+        return all(is_structural(p) for p in self.predicates)
 
 
 class All(_Predicate):
@@ -186,6 +223,9 @@ class All(_Predicate):
     def __repr__(self) -> str:
         return f"All({', '.join(map(repr, self.predicates))})"
 
+    def _is_structural(self) -> bool:
+        return all(is_structural(p) for p in self.predicates)
+
 
 class Not(_Predicate):
     """Matches when ``collection_filter`` does not."""
@@ -203,6 +243,9 @@ class Not(_Predicate):
 
     def __repr__(self) -> str:
         return f"Not({self.predicate!r})"
+
+    def _is_structural(self) -> bool:
+        return is_structural(self.predicate)
 
 
 class Everything(_Predicate):
@@ -267,8 +310,23 @@ def to_predicate(filter: Filter) -> Predicate:  # noqa: A002 - Flax's parameter 
     )
 
 
-def filters_to_predicates(filters: tuple[Filter, ...]) -> tuple[Predicate, ...]:
-    """Predicates for a split; only the last filter may match everything (``...``)."""
+def is_structural(predicate: TypingAny) -> bool:
+    """Whether ``predicate`` looks only at paths and Variable types/metadata (never values).
+
+    True for the built-in predicates (types, tags and collection names, paths, and their
+    combinations); False for arbitrary callables.
+    """
+    return isinstance(predicate, _Predicate) and predicate._is_structural()
+
+
+def filters_to_predicates(filters: tuple[Filter, ...] | list[Filter]) -> tuple[Predicate, ...]:
+    """Predicates for a split; only the last filter may match everything (``...``).
+
+    Examples:
+        >>> from plait.core import Param, filters_to_predicates
+        >>> filters_to_predicates((Param, ...))
+        (OfType(Param), Everything())
+    """
     predicates = tuple(to_predicate(f) for f in filters)
     for i, predicate in enumerate(predicates[:-1]):
         if isinstance(predicate, Everything):

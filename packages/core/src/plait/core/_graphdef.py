@@ -21,6 +21,8 @@ from typing import Any, Generic, TypeVar
 
 import jax
 
+from . import _compat
+
 Node = TypeVar("Node")
 
 NODE, VAR, REF, LEAF, STATIC, PYTREE = range(6)
@@ -332,5 +334,175 @@ def is_graph_node(x: Any) -> bool:
 
 
 def is_node_type(x: type) -> bool:
-    """Whether instances of ``x`` are graph nodes or pytree containers."""
-    return graph_impl_for_type(x) is not None or x in (list, tuple, dict)
+    """Whether instances of ``x`` are graph nodes or pytree containers.
+
+    Examples:
+        >>> from plait.core import Rngs, is_node_type
+        >>> is_node_type(Rngs), is_node_type(list), is_node_type(int)
+        (True, True, False)
+    """
+    return graph_impl_for_type(x) is not None or pytree_impl_for_type(x) is not None
+
+
+# -- pytree node types (rebuilt by value) --------------------------------------------------------
+
+
+class PytreeNodeImpl:
+    """How the graph layer sees a pytree container type (rebuilt by value, not by reference).
+
+    ``flatten(node) -> (sequence of (key, child), aux)``; ``unflatten(sequence of (key,
+    child), aux) -> node``; ``set_key``/``pop_key`` edit a mutable container (``None`` when
+    the type is immutable).
+    """
+
+    __slots__ = ("type", "flatten", "unflatten", "set_key", "pop_key")
+
+    def __init__(
+        self,
+        type: type,  # noqa: A002 - Flax's parameter name
+        flatten: Callable[[Any], tuple[Sequence[tuple[Any, Any]], Any]],
+        unflatten: Callable[[Sequence[tuple[Any, Any]], Any], Any],
+        set_key: Callable[[Any, Any, Any], None] | None,
+        pop_key: Callable[[Any, Any], Any] | None,
+    ):
+        self.type = type
+        self.flatten = flatten
+        self.unflatten = unflatten
+        self.set_key = set_key
+        self.pop_key = pop_key
+
+    def node_dict(self, node: Any) -> dict[Any, Any]:
+        return dict(self.flatten(node)[0])
+
+    def __repr__(self) -> str:
+        return f"PytreeNodeImpl(type={self.type.__name__})"
+
+
+def _dict_pop(d: dict[Any, Any], key: Any) -> Any:
+    return d.pop(key)
+
+
+def _list_pop(xs: list[Any], key: int) -> Any:
+    return xs.pop(key)
+
+
+PYTREE_REGISTRY: dict[type, PytreeNodeImpl] = {
+    list: PytreeNodeImpl(list, lambda xs: (list(enumerate(xs)), None),
+                         lambda items, _: [v for _, v in items], list.__setitem__, _list_pop),
+    tuple: PytreeNodeImpl(tuple, lambda xs: (list(enumerate(xs)), None),
+                          lambda items, _: tuple(v for _, v in items), None, None),
+    dict: PytreeNodeImpl(dict, lambda d: (sorted(d.items(), key=_sort_key), None),
+                         lambda items, _: dict(items), dict.__setitem__, _dict_pop),
+}
+
+
+def _sort_key(item: tuple[Any, Any]) -> Any:
+    key = item[0]
+    return (0, "", key) if isinstance(key, int) else (1, type(key).__name__, str(key))
+
+
+def _jax_pytree_impl(typ: type) -> PytreeNodeImpl:
+    """A read-only impl for a type registered with JAX only (children by JAX's key paths)."""
+
+    def flatten(node: Any) -> tuple[list[tuple[Any, Any]], Any]:
+        return _compat.flatten_one_level(node)
+
+    def unflatten(items: Sequence[tuple[Any, Any]], treedef: Any) -> Any:
+        return treedef.unflatten([v for _, v in items])
+
+    return PytreeNodeImpl(typ, flatten, unflatten, None, None)
+
+
+def pytree_impl_for_type(typ: type) -> PytreeNodeImpl | None:
+    """The pytree-node implementation of ``typ`` (builtin containers, registered types).
+
+    Types registered with JAX alone are found by :func:`get_node_impl` (it needs an
+    instance to ask JAX); this lookup is by type only.
+    """
+    impl = PYTREE_REGISTRY.get(typ)
+    if impl is None:
+        for klass in typ.__mro__[1:]:
+            if klass in (list, dict):  # TrackedList / TrackedDict
+                return PYTREE_REGISTRY[klass]
+    return impl
+
+
+def register_pytree_node_type(
+    type: type,  # noqa: A002 - Flax's parameter name
+    flatten: Callable[[Any], tuple[Sequence[tuple[Any, Any]], Any]],
+    unflatten: Callable[[Sequence[tuple[Any, Any]], Any], Any],
+    *,
+    set_key: Callable[[Any, Any, Any], None] | None = None,
+    pop_key: Callable[[Any, Any], Any] | None = None,
+) -> None:
+    """Registers ``type`` as a pytree container: with JAX, and with the graph layer.
+
+    Instances are rebuilt by value (like lists and dicts), their children keyed by the keys
+    ``flatten`` returns; ``aux`` must be hashable.
+
+    Examples:
+        >>> import jax
+        >>> from plait.core import register_pytree_node_type
+        >>> class Pair:
+        ...     def __init__(self, a, b): self.a, self.b = a, b
+        >>> register_pytree_node_type(
+        ...     Pair,
+        ...     flatten=lambda p: ([("a", p.a), ("b", p.b)], None),
+        ...     unflatten=lambda items, _: Pair(*(v for _, v in items)),
+        ... )
+        >>> jax.tree.leaves(Pair(1, 2))
+        [1, 2]
+    """
+
+    def flatten_with_keys(node: Any) -> tuple[list[tuple[Any, Any]], Any]:
+        items, aux = flatten(node)
+        items = list(items)
+        return [(jax.tree_util.DictKey(k), v) for k, v in items], (tuple(k for k, _ in items), aux)
+
+    def flatten_plain(node: Any) -> tuple[list[Any], Any]:
+        items, aux = flatten(node)
+        items = list(items)
+        return [v for _, v in items], (tuple(k for k, _ in items), aux)
+
+    def unflatten_fn(keys_aux: tuple[tuple[Any, ...], Any], children: Any) -> Any:
+        keys, aux = keys_aux
+        return unflatten(list(zip(keys, children, strict=True)), aux)
+
+    jax.tree_util.register_pytree_with_keys(type, flatten_with_keys, unflatten_fn, flatten_plain)
+    PYTREE_REGISTRY[type] = PytreeNodeImpl(type, flatten, unflatten, set_key, pop_key)
+    KIND_CACHE.clear()
+
+
+def get_node_impl_for_type(x: type) -> GraphNodeImpl | PytreeNodeImpl | None:
+    """The graph-node or pytree-node implementation of a type, or ``None`` (a leaf type).
+
+    Examples:
+        >>> from plait.core import Rngs, get_node_impl_for_type
+        >>> get_node_impl_for_type(Rngs), get_node_impl_for_type(list)
+        (GraphNodeImpl(type=Object), PytreeNodeImpl(type=list))
+    """
+    impl = graph_impl_for_type(x)
+    if impl is not None:
+        return impl
+    return pytree_impl_for_type(x)
+
+
+def get_node_impl(x: Any) -> GraphNodeImpl | PytreeNodeImpl | None:
+    """The implementation that takes ``x`` apart (graph node, pytree container), or ``None``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from plait.core import get_node_impl
+        >>> get_node_impl({"a": 1}), get_node_impl(jnp.ones(2))
+        (PytreeNodeImpl(type=dict), None)
+    """
+    impl = get_node_impl_for_type(type(x))
+    if impl is not None:
+        return impl
+    if x is None or _compat.is_array(x) or not _compat.is_jax_pytree_node(x):
+        return None
+    from ._variable import Variable
+
+    if isinstance(x, Variable):
+        return None
+    return _jax_pytree_impl(type(x))

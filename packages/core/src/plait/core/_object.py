@@ -41,7 +41,7 @@ import numpy as np
 from . import _compat
 from ._errors import TRACE_CONTEXT, TraceContextError
 from ._graphdef import freeze, graph_impl_for_type, register_graph_node_type, thaw
-from ._variable import MISSING, Variable
+from ._variable import MISSING, Variable, set_metadata_hook
 
 A = TypeVar("A")
 
@@ -75,9 +75,24 @@ def structure_epoch() -> int:
 
 
 def bump_structure_epoch() -> None:
-    """Marks that some structure changed (used by containers and the graph layer)."""
+    """Marks that some structure changed; call it after mutating an Object past ``__setattr__``.
+
+    Containers that write an Object's ``__dict__`` directly (``nnx.List``) and code that
+    swaps attributes wholesale call it, so caches keyed on :func:`structure_epoch` (the
+    transforms' plans, the graph layer's flatten cache) see the change.
+
+    Examples:
+        >>> from plait.core import bump_structure_epoch, structure_epoch
+        >>> before = structure_epoch(); bump_structure_epoch()
+        >>> structure_epoch() > before
+        True
+    """
     global _epoch
     _epoch += 1
+
+
+# A Variable's metadata is part of the GraphDef: changing it is a structural change.
+set_metadata_hook(bump_structure_epoch)
 
 
 # -- trace guard ----------------------------------------------------------------------------
@@ -102,12 +117,25 @@ def trace_guard_disabled() -> Iterator[None]:
         _guard_disabled -= 1
 
 
-def _check_trace(obj: Object, name: str) -> None:
+def check_trace(obj: Object, name: Any) -> None:
+    """Raises :class:`TraceContextError` if ``obj`` was created in another JAX trace.
+
+    ``Object.__setattr__``/``__delattr__`` call it; containers that write an Object's
+    ``__dict__`` directly call it too (``name`` is only used in the message). A no-op inside
+    :func:`trace_guard_disabled`.
+
+    Examples:
+        >>> from plait.core import Object, check_trace
+        >>> check_trace(Object(), "w")  # created in this (eager) context: fine
+    """
     if _guard_disabled:
         return
     created = obj._plait_trace
     if created is not None and created != _compat.current_trace_state():
         raise TraceContextError(TRACE_CONTEXT.format(name=name, type_name=type(obj).__name__))
+
+
+_check_trace = check_trace  # the name the lifting engine and older callers use
 
 
 def refresh_trace_state(obj: Object) -> None:
@@ -232,7 +260,18 @@ def is_data(value: Any, /) -> bool:
 
 
 def track(value: Any) -> Any:
-    """Converts plain lists/dicts (also nested in lists/dicts/tuples) into tracked ones."""
+    """Converts plain lists/dicts (also nested in lists/dicts/tuples) into tracked ones.
+
+    What ``Object.__setattr__`` does to every value; containers that store items in an
+    Object's ``__dict__`` directly call it themselves. Tracked lists/dicts are subclasses of
+    ``list``/``dict`` whose mutations bump the structure epoch.
+
+    Examples:
+        >>> from plait.core import track
+        >>> tracked = track({"layers": [1, 2]})
+        >>> isinstance(tracked["layers"], list), type(tracked["layers"]).__name__
+        (True, 'TrackedList')
+    """
     t = type(value)
     if t is list:
         return TrackedList(value)

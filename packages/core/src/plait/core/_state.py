@@ -19,7 +19,7 @@ import jax
 
 from . import _compat
 from ._errors import UNMATCHED_LEAF, FilterError
-from ._filters import Everything, Filter, filters_to_predicates, to_predicate
+from ._filters import Everything, Filter, PathIn, filters_to_predicates, to_predicate
 from ._variable import Variable
 
 K = TypeVar("K")
@@ -391,20 +391,32 @@ def _filter_text(f: Filter) -> str:
 
 
 def _partition(
-    paths: Sequence[PathParts], leaves: Sequence[Any], filters: tuple[Filter, ...], *, exhaustive: bool
+    paths: Sequence[PathParts],
+    leaves: Sequence[Any],
+    filters: tuple[Filter, ...],
+    *,
+    exhaustive: bool,
+    predicates: tuple[Any, ...] | None = None,
+    value_of: Callable[[Any], Any] | None = None,
 ) -> list[tuple[list[PathParts], list[Any]]]:
-    """Groups (paths, leaves) by the first filter each leaf matches."""
-    predicates = filters_to_predicates(filters) if exhaustive else tuple(to_predicate(f) for f in filters)
+    """Groups (paths, leaves) by the first filter each leaf matches.
+
+    ``predicates``: the filters already turned into predicates. ``value_of``: what the
+    predicates see of each item of ``leaves`` (the items themselves go into the groups).
+    """
+    if predicates is None:
+        predicates = filters_to_predicates(filters) if exhaustive else tuple(to_predicate(f) for f in filters)
     groups: list[tuple[list[PathParts], list[Any]]] = [([], []) for _ in predicates]
     if len(predicates) == 1 and isinstance(predicates[0], Everything):
         groups[0][0].extend(paths)
         groups[0][1].extend(leaves)
         return groups
-    for path, leaf in zip(paths, leaves, strict=False):
+    for path, item in zip(paths, leaves, strict=False):
+        leaf = item if value_of is None else value_of(item)
         for group, predicate in zip(groups, predicates, strict=False):
             if predicate(path, leaf):
                 group[0].append(path)
-                group[1].append(leaf)
+                group[1].append(item)
                 break
         else:
             if exhaustive:
@@ -558,3 +570,37 @@ def replace_by_pure_dict(
         for key in target[:-1]:
             node = node[key]
         node[target[-1]] = new_leaf
+
+
+def diff(state: Mapping[Any, Any], other: Mapping[Any, Any]) -> State:
+    """The entries of ``state`` whose paths ``other`` does not have.
+
+    Examples:
+        >>> from plait.core import State, diff
+        >>> diff(State({"a": 1, "b": {"c": 2, "d": 3}}), State({"b": {"c": 5}})).to_pure_dict()
+        {'a': 1, 'b': {'d': 3}}
+    """
+    if not other:
+        return state if isinstance(state, State) else State(state)
+    theirs = set(flat_paths_and_leaves(other)[0])
+    paths, leaves = flat_paths_and_leaves(state)
+    keep = [(p, v) for p, v in zip(paths, leaves, strict=True) if p not in theirs]
+    return State(nest([p for p, _ in keep], [v for _, v in keep]), _copy=False)
+
+
+def create_path_filters(state: Mapping[Any, Any]) -> dict[PathIn, Any]:
+    """``{PathIn(paths...): value}``: the paths of ``state`` grouped by their (raw) value.
+
+    Used to turn a State of per-Variable settings (e.g. sharding specs) into filters.
+
+    Examples:
+        >>> from plait.core import Param, State, create_path_filters
+        >>> create_path_filters(State({"a": Param(1), "b": {"c": 1}, "d": 2}))
+        {PathIn(('a',), ('b', 'c')): 1, PathIn(('d',)): 2}
+    """
+    groups: dict[Any, list[PathParts]] = {}
+    paths, leaves = flat_paths_and_leaves(state)
+    for path, leaf in zip(paths, leaves, strict=True):
+        value = leaf.get_value() if isinstance(leaf, Variable) else leaf
+        groups.setdefault(value, []).append(path)
+    return {PathIn(*group): value for value, group in groups.items()}

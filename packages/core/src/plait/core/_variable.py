@@ -61,6 +61,46 @@ def set_eager_sharding_fn(fn: Callable[[Any, Any], Any] | None) -> None:
     _eager_sharding_fn = fn
 
 
+def get_eager_sharding_fn() -> Callable[[Any, Any], Any] | None:
+    """The installed eager-sharding function (``None``: Variables are not placed at creation)."""
+    return _eager_sharding_fn
+
+
+def _no_structure_hook() -> None:
+    pass
+
+
+# Called after a Variable's metadata changes. _object installs bump_structure_epoch: metadata
+# is part of the GraphDef, so caches keyed on the structure epoch must see the change.
+_metadata_changed: Callable[[], None] = _no_structure_hook
+
+
+def set_metadata_hook(fn: Callable[[], None]) -> None:
+    """Installs the function called whenever some Variable's metadata changes (used by _object)."""
+    global _metadata_changed
+    _metadata_changed = fn
+
+
+def _same_metadata(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Equal metadata, comparing values by identity first (they may be arrays)."""
+    if mine is theirs:
+        return True
+    if len(mine) != len(theirs):
+        return False
+    for key, value in mine.items():
+        other = theirs.get(key, MISSING)
+        if value is other:
+            continue
+        if other is MISSING or type(value) is not type(other):
+            return False
+        try:
+            if not bool(value == other):
+                return False
+        except Exception:  # noqa: BLE001 - e.g. arrays: compare as different
+            return False
+    return True
+
+
 def _as_hook_tuple(hooks: Any) -> tuple[Callable[..., Any], ...]:
     if callable(hooks):
         return (hooks,)
@@ -339,12 +379,14 @@ class Variable(Generic[A]):
             self._var_metadata[name] = value
         except AttributeError:  # a subclass __init__ setting metadata before super().__init__
             object.__setattr__(self, "_var_metadata", {name: value})
+        _metadata_changed()
 
     def __delattr__(self, name: str) -> None:
         if name in type(self)._plait_own_attrs:
             object.__delattr__(self, name)
         elif name in self._var_metadata:
             del self._var_metadata[name]
+            _metadata_changed()
         else:
             raise AttributeError(f"{type(self).__name__} has no metadata {name!r}")
 
@@ -383,6 +425,7 @@ class Variable(Generic[A]):
             if name in kwargs:
                 kwargs[name] = _as_hook_tuple(kwargs[name])
         self._var_metadata.update(kwargs)
+        _metadata_changed()
 
     def has_metadata(self, name: str) -> bool:
         return name in self._var_metadata
@@ -391,6 +434,7 @@ class Variable(Generic[A]):
         if name not in self._var_metadata:
             raise VariableError(f"{type(self).__name__} has no metadata {name!r} to delete.")
         del self._var_metadata[name]
+        _metadata_changed()
 
     @property
     def sharding_names(self) -> Any:
@@ -399,6 +443,7 @@ class Variable(Generic[A]):
     @sharding_names.setter
     def sharding_names(self, names: Any) -> None:
         self._var_metadata["sharding_names"] = names
+        _metadata_changed()
 
     @property
     def type(self) -> type[Variable[Any]]:
@@ -496,8 +541,12 @@ class Variable(Generic[A]):
     def copy_from(self, other: Variable[A]) -> None:
         """Makes this Variable's value and metadata equal to ``other``'s (in place)."""
         object.__setattr__(self, "_raw_value", other._raw_value)
-        self._var_metadata.clear()
-        self._var_metadata.update(other._var_metadata)
+        mine = self._var_metadata
+        theirs = other._var_metadata
+        if not _same_metadata(mine, theirs):
+            mine.clear()
+            mine.update(theirs)
+            _metadata_changed()
 
     def update_from_state(self, variable_state: Variable[A]) -> None:
         self.copy_from(variable_state)
@@ -524,6 +573,7 @@ class Variable(Generic[A]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         object.__setattr__(self, "_raw_value", state["raw_value"])
         object.__setattr__(self, "_var_metadata", state["metadata"])
+        _metadata_changed()
 
     def __repr__(self) -> str:
         metadata = {k: v for k, v in self._var_metadata.items() if k not in HOOK_NAMES}
@@ -696,6 +746,12 @@ _NAME_TO_TYPE: dict[str, type[Variable[Any]]] = {}
 _TYPE_TO_NAME: dict[type[Variable[Any]], str] = {}
 # type -> name of its nearest registered ancestor (None: none); reset on every registration.
 _COLLECTION_CACHE: dict[type, str | None] = {}
+_registry_version = 0
+
+
+def registry_version() -> int:
+    """Grows on every collection-name registration (string filters may then match differently)."""
+    return _registry_version
 
 
 def register_variable_name(name: str, typ: Any = MISSING, *, overwrite: bool = False) -> Any:
@@ -727,6 +783,8 @@ def register_variable_name(name: str, typ: Any = MISSING, *, overwrite: bool = F
     _NAME_TO_TYPE[name] = typ
     _TYPE_TO_NAME[typ] = name
     _COLLECTION_CACHE.clear()
+    global _registry_version
+    _registry_version += 1
     return typ
 
 

@@ -39,7 +39,7 @@ class ByteTokenizer:
         return [b + 3 for b in text.encode("utf-8")]
 
     def decode(self, ids: list[int]) -> str:
-        return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", errors="replace")
+        return bytes(i - 3 for i in ids if 3 <= i < self.vocab_size).decode("utf-8", errors="replace")
 
 
 class SentencePieceTokenizer:

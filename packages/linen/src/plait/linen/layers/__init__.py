@@ -3,8 +3,8 @@
 Everything in ``__all__`` is re-exported by ``plait.linen`` (``from .layers import *``),
 so ``nn.Dense``, ``nn.relu``, ``nn.initializers.lecun_normal`` and ``nn.max_pool`` all
 resolve here. The submodules ``linear``, ``normalization``, ``recurrent``, ``attention``,
-``stochastic``, ``activation``, ``pooling``, ``initializers`` and ``dtypes`` mirror
-Flax's module layout for code that reaches into them. Names imported here but left out
+``stochastic``, ``activation``, ``pooling``, ``initializers``, ``dtypes`` and ``fp8_ops``
+mirror Flax's module layout for code that reaches into them. Names imported here but left out
 of ``__all__`` (``DenseParams``, ``flip_sequences``, ``canonicalize_padding``, ...) live
 in Flax's submodules rather than at the top level of ``flax.linen``.
 """
@@ -52,6 +52,7 @@ from . import activation as activation
 from . import attention as attention
 from . import batch_apply as batch_apply
 from . import dtypes as dtypes
+from . import fp8_ops as fp8_ops
 from . import initializers as initializers
 from . import linear as linear
 from . import normalization as normalization
@@ -79,6 +80,11 @@ from ._conv import ConvTranspose as ConvTranspose
 from ._conv import canonicalize_padding as canonicalize_padding
 from ._errors import LayerConfigError as LayerConfigError
 from ._errors import LayerShapeError as LayerShapeError
+from ._fp8 import Fp8DirectDotGeneralOp as Fp8DirectDotGeneralOp
+from ._fp8 import Fp8DotGeneral as Fp8DotGeneral
+from ._fp8 import Fp8DotGeneralOp as Fp8DotGeneralOp
+from ._fp8 import Fp8Einsum as Fp8Einsum
+from ._fp8 import NANOOFp8DotGeneralOp as NANOOFp8DotGeneralOp
 from ._linear import Dense as Dense
 from ._linear import DenseGeneral as DenseGeneral
 from ._linear import Einsum as Einsum
@@ -122,6 +128,11 @@ __all__ = [
     "Einsum",
     "elu",
     "Embed",
+    "Fp8DirectDotGeneralOp",
+    "Fp8DotGeneral",
+    "Fp8DotGeneralOp",
+    "Fp8Einsum",
+    "fp8_ops",
     "gelu",
     "glu",
     "GroupNorm",
@@ -145,6 +156,7 @@ __all__ = [
     "MGUCell",
     "MultiHeadAttention",
     "MultiHeadDotProductAttention",
+    "NANOOFp8DotGeneralOp",
     "normalization",
     "normalize",
     "one_hot",
