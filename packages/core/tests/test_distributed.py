@@ -22,11 +22,11 @@ from plait.core import (
     Object,
     Param,
     State,
+    distributed,
     get_logical_axis_rules,
     logical_axis_rules,
     with_logical_constraint,
 )
-from plait.core import distributed
 from plait.core.distributed import (
     abstract_shardings,
     default_logical_rules,
@@ -348,6 +348,9 @@ def test_sharded_init_merges_containers_of_graph_nodes():
     assert out["same"] is out["model"]
     assert out["model"].kernel.value.sharding.spec == P("fsdp", "tensor")
     assert out["step"].sharding == NamedSharding(mesh, P())
+    pair = sharded_init(lambda key: (jnp.ones(2), TinyModel(key)), mesh, RULES, jax.random.key(1))
+    assert type(pair) is tuple and isinstance(pair[1], TinyModel)
+    assert pair[1].bias.value.sharding.spec == P("tensor") and pair[0].shape == (2,)
 
 
 def test_sharded_init_activates_rules_while_tracing():

@@ -30,6 +30,7 @@ from plait.core import (
     update,
     variables,
 )
+from plait.core import bump_structure_epoch
 
 
 class Linear(Object):
@@ -458,6 +459,7 @@ def test_objects_with_integer_attribute_keys():
     new = merge(gd, st)
     assert float(new.__dict__[1][...][0]) == 1.0
     obj.__dict__["name"] = Param(jnp.ones(2))  # mixed int and str keys still flatten
+    bump_structure_epoch()  # a write past __setattr__ must say that the structure changed
     assert state(obj).flat_state().paths == ((0,), (1,), ("name",))
 
 

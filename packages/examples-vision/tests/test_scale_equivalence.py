@@ -14,7 +14,6 @@ import optax
 import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-
 from plait import linen as nn
 from plait import nnx
 from plait.core import logical_axis_rules

@@ -103,18 +103,25 @@ def _check_root(node: Any, func: str) -> None:
 def _copies(leaves: list[Any]) -> list[Any]:
     """``leaves`` with every Variable replaced by a copy (the State that split/state return)."""
     var_types = _VAR_TYPES
+    new = object.__new__
     out = []
+    append = out.append
     for leaf in leaves:
         t = type(leaf)
         if t in var_types or (t not in _NON_VAR_TYPES and _note_type(t)):
-            out.append(copy_variable(leaf))
+            var = new(t)
+            _RAW_SET(var, leaf._raw_value)
+            _META_SET(var, dict(leaf._var_metadata))
+            append(var)
         else:
-            out.append(leaf)
+            append(leaf)
     return out
 
 
 _VAR_TYPES: set[type] = set()
 _NON_VAR_TYPES: set[type] = set()
+_RAW_SET = Variable.__dict__["_raw_value"].__set__
+_META_SET = Variable.__dict__["_var_metadata"].__set__
 
 
 def _note_type(t: type) -> bool:

@@ -539,11 +539,14 @@ class Variable(Generic[A]):
     to_state = replace
 
     def copy_from(self, other: Variable[A]) -> None:
-        """Makes this Variable's value and metadata equal to ``other``'s (in place)."""
-        object.__setattr__(self, "_raw_value", other._raw_value)
+        """Makes this Variable's value and metadata equal to ``other``'s (in place).
+
+        Only a real metadata change counts as a structural change (bumps the structure epoch).
+        """
+        _RAW_SET(self, other._raw_value)
         mine = self._var_metadata
         theirs = other._var_metadata
-        if not _same_metadata(mine, theirs):
+        if (mine or theirs) and not _same_metadata(mine, theirs):
             mine.clear()
             mine.update(theirs)
             _metadata_changed()
@@ -708,6 +711,7 @@ Variable.__round__ = lambda self, ndigits=None: round(self.get_value(), ndigits)
 
 _register_variable_pytree(Variable)
 Variable._plait_own_attrs = _data_descriptor_names(Variable)
+_RAW_SET = Variable.__dict__["_raw_value"].__set__
 
 
 class Param(Variable[A]):

@@ -391,9 +391,10 @@ def sharded_init(
 
     ``init_fn`` may return any pytree whose leaves carry sharding metadata (a core
     ``State`` of Variables, a Linen variables dict with boxes, a train state), or a graph
-    node such as an ``nnx.Module`` (or a tuple / list / dict holding graph nodes, e.g.
-    ``(model, optimizer)``): that is split inside the ``jit`` and merged back here, so
-    you get the objects themselves, shared references intact, with sharded Variables.
+    node such as an ``nnx.Module``, or a tuple / list / dict with graph nodes among its
+    items (e.g. ``(model, optimizer)``): those are split together inside the ``jit`` and
+    merged back here, so you get the objects themselves, references shared between them
+    intact, with sharded Variables.
 
     Args:
       init_fn: builds the model / state from ``args`` (typically a PRNG key). Create
@@ -419,32 +420,47 @@ def sharded_init(
     """
     if rules is None:
         rules = get_logical_axis_rules()
-    graphdefs: list[Any] = []
+    rebuild: list[Callable[[Any], Any]] = []
 
     def pure_init(*inner_args: Any) -> Any:
-        out = init_fn(*inner_args)
-        if _holds_graph_nodes(out):
-            graphdef, state = split(out)
-            graphdefs.append(graphdef)
-            return state
+        out, how = _split_graph_nodes(init_fn(*inner_args))
+        rebuild.append(how)
         return out
 
     with logical_axis_rules(rules):
         abstract = jax.eval_shape(pure_init, *args)
         shardings = abstract_shardings(abstract, mesh, rules)
         out = jax.jit(pure_init, out_shardings=shardings)(*args)
-    if graphdefs:
-        return merge(graphdefs[-1], out)
-    return out
+    return rebuild[-1](out)
 
 
-def _holds_graph_nodes(out: Any) -> bool:
-    """A graph node, or a plain tuple / list / dict with graph nodes among its leaves."""
+def _split_graph_nodes(out: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """``(pytree, rebuild)``: graph nodes (the result, or its top-level items) as State.
+
+    The graph nodes of a tuple / list / dict result are split together (one reference
+    numbering, so objects shared between them stay shared); its other items stay plain
+    pytrees.
+    """
     if is_graph_node(out):
-        return True
+        graphdef, state = split(out)
+        return state, lambda state: merge(graphdef, state)
     if type(out) not in (tuple, list, dict):
-        return False
-    return any(is_graph_node(x) for x in jax.tree.leaves(out, is_leaf=is_graph_node))
+        return out, lambda tree: tree
+    items = dict(out) if isinstance(out, dict) else dict(enumerate(out))
+    nodes = {k: v for k, v in items.items() if is_graph_node(v)}
+    if not nodes:
+        return out, lambda tree: tree
+    rest = {k: v for k, v in items.items() if k not in nodes}
+    graphdef, state = split(nodes)
+    kind = type(out)
+
+    def rebuild(tree: Any) -> Any:
+        merged = {**tree[1], **merge(graphdef, tree[0])}
+        if kind is dict:
+            return {k: merged[k] for k in items}
+        return kind(merged[i] for i in range(len(items)))
+
+    return (state, rest), rebuild
 
 
 # --------------------------------------------------------------------------- batches
