@@ -1,41 +1,79 @@
-import json
-import time
-
 import pytest
 
 from plait.bench import _timing
-from plait.bench.__main__ import main
 
 
-def test_interleaved_ratios_are_per_round():
+class FakeClock:
+    """A clock that advances only when a timed variant runs (no real timing involved)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_interleaved_records_one_value_per_round_and_rotates_the_order():
+    clock = FakeClock()
     calls = []
+    cost = {"fast": 1.0, "slow": 3.0}
 
-    def fast():
-        calls.append("fast")
-        time.sleep(0.001)
+    def variant(name):
+        def call():
+            calls.append(name)
+            clock.now += cost[name]
 
-    def slow():
-        calls.append("slow")
-        time.sleep(0.003)
+        return call
 
-    res = _timing.interleaved({"fast": fast, "slow": slow}, floor="fast", rounds=3, inner=2, warmup=1)
-    assert len(res["slow"].seconds) == 3 and len(res["slow"].ratios) == 3
-    assert res["fast"].ratios == [1.0, 1.0, 1.0]
-    assert res["slow"].summary()["ratio_median"] > 1.5
-    # rotation: round 1 starts with the second variant
-    assert calls[6:8] == ["slow", "slow"]  # 2 warm-up calls, then round 0 (4 calls)
-
-
-def test_json_and_compare(tmp_path, capsys):
-    first = tmp_path / "a.json"
-    assert main(["--suite", "rss", "--json", str(first), "--no-peers"]) == 0
-    data = json.loads(first.read_text())
-    assert data["rows"][0]["suite"] == "rss" and data["rows"][0]["median"] > 10
-    second = tmp_path / "b.json"
-    assert main(["--suite", "rss", "--json", str(second), "--compare", str(first), "--no-peers"]) == 0
-    assert "%" in capsys.readouterr().out
+    res = _timing.interleaved({"fast": variant("fast"), "slow": variant("slow")}, rounds=3,
+                              inner=2, warmup=1, clock=clock)
+    assert res["fast"].seconds == [1.0, 1.0, 1.0]
+    assert res["slow"].seconds == [3.0, 3.0, 3.0]
+    # 2 warm-up calls, round 0 in the given order, round 1 starting with the second variant.
+    assert calls[:6] == ["fast", "slow", "fast", "fast", "slow", "slow"]
+    assert calls[6:10] == ["slow", "slow", "fast", "fast"]
 
 
-def test_unknown_suite_is_rejected():
-    with pytest.raises(SystemExit):
-        main(["--suite", "nope"])
+def test_per_round_ratio_cancels_a_round_that_is_slow_for_everybody():
+    floor = [1.0, 10.0, 1.0]  # round 1: the machine was busy
+    variant = [1.2, 12.0, 1.2]
+    ratio = _timing.per_round_ratio(variant, floor)
+    assert ratio == pytest.approx({"median": 1.2, "min": 1.2, "max": 1.2})
+
+
+def test_per_round_ratio_rejects_series_of_different_lengths():
+    with pytest.raises(ValueError, match="equally long"):
+        _timing.per_round_ratio([1.0, 2.0], [1.0])
+
+
+def test_interleaved_rejects_zero_rounds():
+    with pytest.raises(ValueError, match="rounds >= 1"):
+        _timing.interleaved({"a": lambda: None}, rounds=0, inner=1)
+
+
+def test_rotation_wraps_around():
+    assert _timing.rotation(["a", "b", "c"], 0) == ["a", "b", "c"]
+    assert _timing.rotation(["a", "b", "c"], 4) == ["b", "c", "a"]
+
+
+def test_calibrate_inner_scales_with_the_cost_of_one_call():
+    clock = FakeClock()
+
+    def call():
+        clock.now += 0.01
+
+    import time
+
+    real = time.perf_counter
+    time.perf_counter = clock  # calibrate_inner reads time.perf_counter
+    try:
+        assert _timing.calibrate_inner(call, lambda x: x, target_s=0.05) == 5
+        assert _timing.calibrate_inner(call, lambda x: x, target_s=0.001) == 1
+    finally:
+        time.perf_counter = real
+
+
+def test_interleaved_once_collects_each_variants_own_durations():
+    out = _timing.interleaved_once({"a": lambda: {"x": 1.0}, "b": lambda: {"x": 2.0}},
+                                   rounds=2, warmup=0)
+    assert out == {"a": [{"x": 1.0}, {"x": 1.0}], "b": [{"x": 2.0}, {"x": 2.0}]}

@@ -79,7 +79,7 @@ def test_linen_logical_partitioning_survives_to_nnx_and_back():
     box = linen_vars["params"]["w"]
     assert type(box) is nn.LogicallyPartitioned and box.names == ("embed", "mlp")
     with nn.logical_axis_rules([("embed", "data"), ("mlp", "model")]):
-        assert box.get_partition_spec() == P("data", "model")
+        assert box.mesh_partition_spec() == P("data", "model")
     np.testing.assert_array_equal(model(x), x @ jnp.ones((2, 4)))
 
 

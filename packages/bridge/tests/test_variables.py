@@ -82,7 +82,7 @@ def test_linen_boxes_keep_their_metadata_and_type():
     back = bv.to_linen_var(variable)
     assert type(back) is nn.LogicallyPartitioned and back.names == ("embed", "mlp")
     assert back.rules == (("embed", "data"),)
-    assert back.get_partition_spec() == P("data", None)
+    assert back.mesh_partition_spec() == P("data", None)
 
 
 def test_nnxmeta_round_trip_and_axis_changes():

@@ -14,6 +14,7 @@ from plait.core import (
     State,
     StateMismatchError,
     Variable,
+    bump_structure_epoch,
     clone,
     find_duplicates,
     flatten,
@@ -30,7 +31,6 @@ from plait.core import (
     update,
     variables,
 )
-from plait.core import bump_structure_epoch
 
 
 class Linear(Object):

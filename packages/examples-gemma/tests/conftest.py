@@ -5,7 +5,6 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 from plait import nnx  # noqa: E402
-
 from plait.examples.gemma import ModelConfig  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -74,7 +73,10 @@ def texts() -> list[str]:
 
 
 def _micro_train_config():
-    """A byte-level model small enough to compile in seconds; every dimension shards 2 and 4 ways."""
+    """A byte-level model small enough to compile in seconds; every dimension shards 2 and 4 ways.
+
+    Tests share this one config so that the compiled steps are reused (the builder is cached).
+    """
     from plait.examples.gemma import TrainConfig
 
     model = ModelConfig(
@@ -82,8 +84,8 @@ def _micro_train_config():
         attention_pattern=("local", "global"), sliding_window=8, attn_logit_softcap=20.0, final_logit_softcap=30.0,
     )
     return TrainConfig(
-        model=model, tokenizer="byte", seq_len=16, batch_size=8, num_steps=4, warmup_steps=1, learning_rate=1e-2,
-        eval_every=2, eval_batches=1, checkpoint_every=2, log_every=1, sample_tokens=0,
+        model=model, tokenizer="byte", seq_len=16, batch_size=8, num_steps=8, warmup_steps=1, learning_rate=1e-2,
+        eval_every=4, eval_batches=1, checkpoint_every=4, log_every=1, sample_tokens=0,
     )
 
 

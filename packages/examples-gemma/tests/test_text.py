@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from plait.examples.gemma import _data, _pipeline, _tokenizer
 
 DOCS = [

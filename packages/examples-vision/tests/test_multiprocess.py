@@ -63,7 +63,7 @@ def child(process_id: int, port: int, workdir: str, out_dir: str) -> None:
     real_initialize = jax.distributed.initialize
 
     def initialize(**kwargs):
-        real_initialize(**kwargs, initialization_timeout=60)
+        real_initialize(**{**kwargs, "initialization_timeout": 60})
         record["initialize"] = {k: kwargs[k] for k in ("num_processes", "process_id")}
         record["collectives"] = jax.config.jax_cpu_collectives_implementation
         # Only now may plait's training modules be imported (they touch devices).

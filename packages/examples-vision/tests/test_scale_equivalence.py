@@ -302,12 +302,6 @@ def test_linen_sharded_training_matches_one_device(mesh_name, linen_reference):
         np.testing.assert_allclose(np.asarray(value), np.asarray(ref_params[name]), atol=2e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plait.linen's LogicallyPartitioned.get_partition_spec() resolves the names through "
-    "the active rules, where Flax returns the logical names, so nn.get_partition_spec + "
-    "nn.logical_to_mesh_sharding replicates everything. Remove this marker once fixed.",
-)
 def test_linen_flax_recipe_get_partition_spec_then_logical_to_mesh_sharding():
     mesh = make_mesh(MESHES["data2-tensor4"])
     abstract = jax.eval_shape(MODEL.init, jax.random.key(0), SAMPLE)

@@ -37,14 +37,15 @@ def test_params_keep_boxes_and_param_returns_the_raw_value():
     assert unboxed["params"]["kernel"].shape == (8, 16)
 
 
-def test_get_partition_spec_resolves_logical_names_through_rules():
+def test_get_partition_spec_gives_logical_names_as_flax_does():
     variables = jax.eval_shape(Sharded().init, KEY, jnp.ones((2, 8)))
     with nn.logical_axis_rules([("embed", None), ("mlp", "model")]):
         specs = nn.get_partition_spec(variables)
-    assert specs["params"]["kernel"] == PartitionSpec(None, "model")
-    assert specs["params"]["bias"] == PartitionSpec("model")
-    no_rules = nn.get_partition_spec(variables)
-    assert no_rules["params"]["kernel"] == PartitionSpec(None, None)
+        box = variables["params"]["kernel"]
+        assert box.mesh_partition_spec() == PartitionSpec(None, "model")
+    assert specs["params"]["kernel"] == PartitionSpec("embed", "mlp")
+    assert specs["params"]["bias"] == PartitionSpec("model")  # a plain Partitioned box
+    assert nn.get_partition_spec(variables) == specs  # rules do not change the logical spec
     assert nn.logical_to_mesh_axes(("embed", "mlp"), [("mlp", "model")]) == PartitionSpec(
         None, "model"
     )

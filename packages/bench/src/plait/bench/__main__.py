@@ -1,249 +1,121 @@
 """``plait-bench``: measure plait against a hand-written JAX floor and against its peers.
 
-    plait-bench                          # every suite, table on the terminal, JSON in bench.json
-    plait-bench --suite mlp --quick      # fewer rounds
-    plait-bench --compare old.json       # show the change against an earlier run
+    plait-bench                           # every suite; tables on the terminal, JSON in bench.json
+    plait-bench --suite mlp --depths 5 100
+    plait-bench --quick                   # fewer rounds, 50 MB checkpoint
+    plait-bench --compare old.json        # show the change against an earlier run
 
-Suites: mlp (train-step cost at depth 5/20/100, SGD and Adam), graph (split/merge/state/
-update at depth 100), compile (trace+compile of a 4-layer decoder), cnn (compute-bound
-step), checkpoint (~200 MB save/restore vs numpy), rss (peak resident memory).
-Peers (Flax, Equinox) run too when importable: `pip install plait-bench[peers]`.
+Suites: mlp (train-step cost at depth 5/20/100, SGD and Adam), graph (split / merge /
+state / update at depth 100), compile (init, trace and compile of a 4-layer decoder),
+cnn (a compute-bound step), checkpoint (~200 MB save / restore vs numpy), rss (peak
+resident memory per variant). Peers (Flax, Equinox) run too when importable
+(``plait-bench[peers]``). Columns: "x floor" is the variant's time over the floor's,
+"x flax" / "x equinox" plait's time over the peer's, both taken per round (median);
+below 1 is faster.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import datetime
+import os
 import platform
-import resource
-import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-SUITES = ("mlp", "graph", "compile", "cnn", "checkpoint", "rss")
-
-
-def load_peers(disabled: bool) -> dict:
-    peers: dict = {}
-    if disabled:
-        return peers
-    try:
-        from flax import linen as flax_linen
-        from flax import nnx as flax_nnx
-
-        peers["flax"] = (flax_nnx, flax_linen)
-    except ImportError:
-        pass
-    try:
-        import equinox
-
-        peers["equinox"] = equinox
-    except ImportError:
-        pass
-    return peers
+SUITE_NAMES = ("mlp", "graph", "compile", "cnn", "checkpoint", "rss")
 
 
-class Report:
-    """Rows of results, printed as rich tables and saved as JSON."""
-
-    def __init__(self, compare: dict | None):
-        self.rows: list[dict] = []
-        self.compare = {(r["suite"], r["case"], r["variant"]): r for r in (compare or {}).get("rows", [])}
-
-    def add(self, suite: str, case: str, variant: str, **values) -> None:
-        self.rows.append({"suite": suite, "case": case, "variant": variant, **values})
-
-    def print(self, console) -> None:
-        from rich.table import Table
-
-        for suite in dict.fromkeys(r["suite"] for r in self.rows):
-            rows = [r for r in self.rows if r["suite"] == suite]
-            table = Table(title=f"plait-bench: {suite}")
-            for col in ("case", "variant", "median", "min-max", "ratio to floor", "vs previous"):
-                table.add_column(col, justify="left" if col in ("case", "variant") else "right")
-            for r in rows:
-                unit = r.get("unit", "ms")
-                scale = 1e3 if unit == "ms" else 1.0
-                med = f"{r['median'] * scale:.3f} {unit}" if "median" in r else ""
-                spread = (f"{r['min'] * scale:.3f}-{r['max'] * scale:.3f}"
-                          if "min" in r else "")
-                ratio = (f"{r['ratio_median']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
-                         if "ratio_median" in r else "")
-                prev = self.compare.get((r["suite"], r["case"], r["variant"]))
-                delta = ""
-                if prev and "median" in prev and "median" in r and prev["median"]:
-                    delta = f"{(r['median'] / prev['median'] - 1) * 100:+.1f}%"
-                table.add_row(r["case"], r["variant"], med, spread, ratio, delta)
-            console.print(table)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plait-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", action="append", choices=SUITE_NAMES,
+                        help="run only this suite (repeatable; default: all)")
+    parser.add_argument("--depths", type=int, nargs="+", default=None,
+                        help="MLP depths (default: 5 20 100)")
+    parser.add_argument("--optimizers", nargs="+", choices=("sgd", "adam"), default=["sgd", "adam"],
+                        help="MLP optimizers (default: sgd adam)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed rounds (default 15; --quick 5); compile, checkpoint and "
+                             "cnn run a third / a half of them")
+    parser.add_argument("--target-ms", type=float, default=50.0,
+                        help="time each variant runs in a row per round (calls calibrated on the floor)")
+    parser.add_argument("--quick", action="store_true", help="5 rounds, 50 MB checkpoint")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny models everywhere (a smoke test, not a measurement)")
+    parser.add_argument("--checkpoint-mb", type=int, default=None, help="checkpoint size (default 200)")
+    parser.add_argument("--tmpdir", default=None, help="where checkpoint files are written")
+    parser.add_argument("--json", default="bench.json", help="write the results here")
+    parser.add_argument("--compare", default=None, help="an earlier JSON to compare against")
+    parser.add_argument("--no-peers", action="store_true", help="skip Flax and Equinox even if installed")
+    return parser
 
 
-def run_mlp(args, report: Report, peers: dict, progress) -> None:
-    from ._timing import interleaved
-    from .suites import _mlp
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick or args.tiny
+    return {
+        "rounds": args.rounds or (3 if args.tiny else 5 if quick else 15),
+        "warmup": 1 if args.tiny else 3,
+        "target_s": (0.002 if args.tiny else args.target_ms / 1e3),
+        "depths": args.depths or ([2] if args.tiny else [5, 20, 100]),
+        "optimizers": list(dict.fromkeys(args.optimizers)),
+        "tiny": args.tiny,
+        "checkpoint_mb": args.checkpoint_mb or (4 if args.tiny else 50 if quick else 200),
+        "tmpdir": args.tmpdir,
+    }
 
+
+def _meta(args: argparse.Namespace, settings: dict[str, Any], peers: Any, wall_s: float,
+          load_before: tuple[float, ...]) -> dict[str, Any]:
     import jax
 
-    for depth in args.depths:
-        for opt in ("sgd", "adam"):
-            builders = _mlp.variants(depth, opt, peers)
-            fns = {name: build() for name, build in builders.items()}
-            task = progress.add_task(f"mlp depth={depth} {opt}", total=args.rounds)
-            res = interleaved(fns, floor="floor (jax.jit, dict)", rounds=args.rounds,
-                              inner=args.inner, block=jax.block_until_ready,
-                              progress=lambda: progress.advance(task))
-            for name, m in res.items():
-                s = m.summary()
-                report.add("mlp", f"depth={depth} {opt}", name, median=s["median_s"],
-                           min=s["min_s"], max=s["max_s"], ratio_median=s["ratio_median"],
-                           ratio_min=s["ratio_min"], ratio_max=s["ratio_max"], unit="ms")
+    from ._peers import versions
 
-
-def run_graph(args, report: Report, peers: dict, progress) -> None:
-    from ._timing import interleaved
-    from .suites import _graph
-
-    from plait import nnx
-
-    fns = _graph.variants(nnx, "plait")
-    if "flax" in peers:
-        fns.update(_graph.variants(peers["flax"][0], "flax"))
-    task = progress.add_task("graph ops depth=100", total=args.rounds)
-    res = interleaved(fns, floor=None, rounds=args.rounds, inner=max(3, args.inner // 4),
-                      progress=lambda: progress.advance(task))
-    for name, m in res.items():
-        op = name.split(" ", 1)[1]
-        s = m.summary()
-        extra = {}
-        flax_name = f"flax {op}"
-        if name.startswith("plait") and flax_name in res:
-            ratios = [f / p for f, p in zip(res[flax_name].seconds, m.seconds)]
-            extra = {"speedup_vs_flax": statistics.median(ratios)}
-        report.add("graph", op, name.split(" ", 1)[0], median=s["median_s"], min=s["min_s"],
-                   max=s["max_s"], unit="ms", **extra)
-
-
-def run_compile(args, report: Report, peers: dict, progress) -> None:
-    from .suites import _decoder
-
-    from plait import linen, nnx
-
-    fns = _decoder.compile_variants(nnx, linen, "plait")
-    if "flax" in peers:
-        fns.update(_decoder.compile_variants(peers["flax"][0], peers["flax"][1], "flax"))
-    rounds = max(2, args.rounds // 2)
-    task = progress.add_task("decoder trace+compile", total=rounds)
-    results: dict[str, list[tuple[float, float]]] = {n: [] for n in fns}
-    for r in range(rounds):
-        names = list(fns)
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            results[name].append(fns[name]())
-        progress.advance(task)
-    floor_total = [t + c for t, c in results["floor (jax)"]]
-    for name, times in results.items():
-        total = [t + c for t, c in times]
-        ratios = [a / b for a, b in zip(total, floor_total)]
-        report.add("compile", "decoder fwd+bwd", name, median=statistics.median(total),
-                   min=min(total), max=max(total), unit="s",
-                   trace_s=statistics.median(t for t, _ in times),
-                   compile_s=statistics.median(c for _, c in times),
-                   ratio_median=statistics.median(ratios), ratio_min=min(ratios),
-                   ratio_max=max(ratios))
-
-
-def run_cnn(args, report: Report, peers: dict, progress) -> None:
-    from ._timing import interleaved
-    from .suites import _decoder
-
-    import jax
-
-    from plait import nnx
-
-    builders = _decoder.cnn_step_variants(nnx, "plait")
-    if "flax" in peers:
-        builders.update(_decoder.cnn_step_variants(peers["flax"][0], "flax"))
-    fns = {n: b() for n, b in builders.items()}
-    rounds = max(3, args.rounds // 2)
-    task = progress.add_task("cnn step", total=rounds)
-    res = interleaved(fns, floor="floor (jax.jit)", rounds=rounds, inner=3, warmup=2,
-                      block=jax.block_until_ready, progress=lambda: progress.advance(task))
-    for name, m in res.items():
-        s = m.summary()
-        report.add("cnn", "28x28x1 batch 128", name, median=s["median_s"], min=s["min_s"],
-                   max=s["max_s"], ratio_median=s["ratio_median"], ratio_min=s["ratio_min"],
-                   ratio_max=s["ratio_max"], unit="ms")
-
-
-def run_checkpoint(args, report: Report, peers: dict, progress) -> None:
-    from .suites import _checkpoint
-
-    task = progress.add_task(f"checkpoint {args.checkpoint_mb} MB", total=1)
-    times = _checkpoint.measure(rounds=max(2, args.rounds // 3), total_mb=args.checkpoint_mb,
-                                root=args.tmpdir)
-    progress.advance(task)
-    for op in ("save", "restore"):
-        floor = times[f"numpy {op}"]
-        for lib in ("numpy", "plait"):
-            t = times[f"{lib} {op}"]
-            ratios = [a / b for a, b in zip(t, floor)]
-            report.add("checkpoint", f"{op} {args.checkpoint_mb} MB", lib,
-                       median=statistics.median(t), min=min(t), max=max(t), unit="s",
-                       mb_per_s=args.checkpoint_mb / statistics.median(t),
-                       ratio_median=statistics.median(ratios), ratio_min=min(ratios),
-                       ratio_max=max(ratios))
-
-
-def run_rss(args, report: Report, peers: dict, progress) -> None:
-    # ru_maxrss is KiB on Linux: the peak of this whole process, so run it last.
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report.add("rss", "peak resident memory (whole run)", "process", median=peak_mb,
-               min=peak_mb, max=peak_mb, unit="MB")
-
-
-RUNNERS = {"mlp": run_mlp, "graph": run_graph, "compile": run_compile, "cnn": run_cnn,
-           "checkpoint": run_checkpoint, "rss": run_rss}
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
+        "devices": [str(d) for d in jax.devices()], "versions": versions(),
+        "peers": peers.names, "settings": settings, "argv": sys.argv[1:], "wall_s": wall_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="plait-bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", action="append", choices=SUITES,
-                        help="run only these suites (repeatable; default: all)")
-    parser.add_argument("--depths", type=int, nargs="+", default=[5, 20, 100])
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--inner", type=int, default=20, help="calls per timed round")
-    parser.add_argument("--quick", action="store_true", help="3 rounds, 5 calls each, 50 MB checkpoint")
-    parser.add_argument("--checkpoint-mb", type=int, default=200)
-    parser.add_argument("--tmpdir", default=None, help="where checkpoint files are written")
-    parser.add_argument("--json", default="bench.json", help="write results here")
-    parser.add_argument("--compare", default=None, help="earlier JSON to compare against")
-    parser.add_argument("--no-peers", action="store_true", help="skip Flax/Equinox even if installed")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.rounds, args.inner, args.checkpoint_mb = 3, 5, 50
-    suites = args.suite or list(SUITES)
+    args = _parser().parse_args(argv)
+    settings = _settings(args)
+    suites = list(dict.fromkeys(args.suite or SUITE_NAMES))
+
+    import json
 
     from rich.console import Console
     from rich.progress import Progress
 
-    console = Console()
+    from ._peers import Peers, load_peers
+    from ._report import Report
+    from .suites import SUITES, Context
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
     compare = json.loads(Path(args.compare).read_text()) if args.compare else None
     report = Report(compare)
-    peers = load_peers(args.no_peers)
-    console.print(f"peers: {sorted(peers) or 'none installed'}")
+    peers = Peers() if args.no_peers else load_peers()
+    console.print(f"plait-bench: suites {suites}; peers: {peers.names or 'none installed'}; "
+                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
+        def track(description: str, total: int):
+            task = progress.add_task(description, total=total)
+            return lambda: progress.advance(task)
+
+        ctx = Context(report=report, peers=peers, progress=track, **settings)
         for suite in suites:
-            RUNNERS[suite](args, report, peers, progress)
-    report.print(console)
-
-    import jax
-
-    out = {"rows": report.rows, "meta": {
-        "python": platform.python_version(), "jax": jax.__version__, "machine": platform.machine(),
-        "processor": platform.processor(), "devices": str(jax.devices()), "peers": sorted(peers),
-        "args": vars(args), "wall_s": time.perf_counter() - t0}}
-    Path(args.json).write_text(json.dumps(out, indent=2))
+            SUITES[suite](ctx)
+    for table in report.tables():
+        console.print(table)
+    report.write(args.json, _meta(args, settings, peers, time.perf_counter() - t0, load_before))
     console.print(f"results written to {args.json}")
     return 0
 

@@ -1,74 +1,139 @@
 """Timing method: every variant built in one process, timed in interleaved rounds.
 
-A round times each variant once (``inner`` calls, after the variants were warmed up), in
-a rotating order, so slow drifts of the machine (thermal, other processes) hit all
-variants alike. The ratio to the floor is taken per round, then summarised by its median;
-min and max show the spread.
+A round times each variant once (``inner`` calls in a row, after every variant was
+warmed up), in an order that rotates from round to round, so a slow drift of the machine
+(other processes, frequency changes) falls on all variants alike. The ratio of a variant
+to another (the floor, a peer) is taken *per round* and then summarised by its median,
+with the min and max over the rounds as the spread: on a loaded machine one round can be
+slow for everybody, and a per-round ratio cancels that out where a ratio of medians
+would not.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 
 @dataclasses.dataclass
 class Measurement:
+    """Seconds per call of one variant, one entry per round."""
+
     name: str
-    seconds: list[float]  # per call, one entry per round
-    ratios: list[float] | None = None  # to the floor, per round
+    seconds: list[float]
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
 
-    def summary(self) -> dict:
-        out = {"median_s": self.median, "min_s": min(self.seconds), "max_s": max(self.seconds),
-               "rounds": len(self.seconds)}
-        if self.ratios:
-            out.update(ratio_median=statistics.median(self.ratios), ratio_min=min(self.ratios),
-                       ratio_max=max(self.ratios))
-        return out
+    def summary(self) -> dict[str, float | int]:
+        return {"median": self.median, "min": min(self.seconds), "max": max(self.seconds),
+                "rounds": len(self.seconds)}
+
+
+def per_round_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict[str, float]:
+    """Median, min and max over rounds of ``numerator[r] / denominator[r]``."""
+    if len(numerator) != len(denominator) or not numerator:
+        raise ValueError(
+            f"per_round_ratio needs two equally long, non-empty series of rounds, got "
+            f"{len(numerator)} and {len(denominator)} values"
+        )
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def rotation(names: Sequence[str], round_index: int) -> list[str]:
+    """The order of round ``round_index``: ``names`` rotated left by the round number."""
+    k = round_index % len(names) if names else 0
+    return list(names[k:]) + list(names[:k])
+
+
+def calibrate_inner(fn: Callable[[], object], block: Callable[[object], object],
+                    target_s: float, *, max_inner: int = 1000) -> int:
+    """How many calls of ``fn`` in a row take about ``target_s`` seconds (at least 1)."""
+    t0 = time.perf_counter()
+    block(fn())
+    once = max(time.perf_counter() - t0, 1e-7)
+    return max(1, min(max_inner, round(target_s / once)))
 
 
 def interleaved(
-    variants: dict[str, Callable[[], object]],
+    variants: Mapping[str, Callable[[], object]],
     *,
-    floor: str | None,
-    rounds: int = 7,
-    inner: int = 20,
+    rounds: int,
+    inner: int,
     warmup: int = 3,
     block: Callable[[object], object] = lambda x: x,
     progress: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Measurement]:
-    """Time each zero-argument callable; ``block`` waits for asynchronous results."""
+    """Times each zero-argument callable in ``rounds`` interleaved rounds.
+
+    Args:
+      variants: name -> callable; every call is one unit of work (a train step, a split).
+      rounds: number of rounds; each round times every variant once.
+      inner: calls per variant per round; the recorded value is their mean.
+      warmup: untimed calls of each variant before the first round (compilation, caches).
+      block: waits for the asynchronous result of the last call (``jax.block_until_ready``).
+      progress: called after each round.
+      clock: the time source (tests pass a fake one).
+
+    Returns:
+      name -> :class:`Measurement` with one value (seconds per call) per round.
+
+    Example:
+      >>> out = interleaved({"a": lambda: 1, "b": lambda: 2}, rounds=3, inner=2, warmup=0)
+      >>> [len(m.seconds) for m in out.values()]
+      [3, 3]
+    """
+    if rounds < 1 or inner < 1:
+        raise ValueError(f"interleaved needs rounds >= 1 and inner >= 1, got {rounds=} {inner=}")
     for fn in variants.values():
         for _ in range(warmup):
             block(fn())
     names = list(variants)
     seconds: dict[str, list[float]] = {n: [] for n in names}
+    gc.collect()
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
+        for name in rotation(names, r):
             fn = variants[name]
-            t0 = time.perf_counter()
+            out = None
+            t0 = clock()
             for _ in range(inner):
                 out = fn()
             block(out)
-            seconds[name].append((time.perf_counter() - t0) / inner)
-        if progress:
+            seconds[name].append((clock() - t0) / inner)
+        if progress is not None:
             progress()
-    result = {n: Measurement(n, seconds[n]) for n in names}
-    if floor is not None:
-        base = seconds[floor]
-        for n in names:
-            result[n].ratios = [s / b for s, b in zip(seconds[n], base)]
-    return result
+    return {n: Measurement(n, seconds[n]) for n in names}
 
 
-def once(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+def interleaved_once(
+    variants: Mapping[str, Callable[[], dict[str, float]]],
+    *,
+    rounds: int,
+    warmup: int = 1,
+    progress: Callable[[], None] | None = None,
+) -> dict[str, list[dict[str, float]]]:
+    """Interleaved rounds of callables that time themselves (compile, checkpoint, RSS).
+
+    Each callable returns a dict of named durations (for example ``{"init": .., "trace":
+    .., "compile": ..}``); the result holds one such dict per round and variant.
+    """
+    if rounds < 1:
+        raise ValueError(f"interleaved_once needs rounds >= 1, got {rounds=}")
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    names = list(variants)
+    results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in rotation(names, r):
+            gc.collect()
+            results[name].append(variants[name]())
+        if progress is not None:
+            progress()
+    return results

@@ -10,13 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import tree_util as jtu
 
 # Concrete array classes, for exact-type dispatch in the hot flatten loop. `jax.Array` is an
 # ABC (isinstance also accepts tracers), so it stays as the slower fallback check.
-ARRAY_IMPL_TYPE: type = type(jnp.zeros(()))
+# Named rather than built with `type(jnp.zeros(()))`: creating an array at import would
+# start JAX's backend, after which `jax.distributed.initialize()` refuses to run.
+try:
+    from jax._src.array import ArrayImpl as ARRAY_IMPL_TYPE
+except ImportError:  # pragma: no cover - internal moved: fall back to the (slower) ABC check
+    ARRAY_IMPL_TYPE = jax.Array
 FAST_ARRAY_TYPES: frozenset[type] = frozenset({ARRAY_IMPL_TYPE, np.ndarray})
 
 DictKey = jtu.DictKey

@@ -35,9 +35,8 @@ import numpy as np
 from . import _compat
 from ._errors import NOT_A_GRAPH_NODE, GraphError
 from ._filters import Filter, to_predicate
-from ._graph_build import grouped_states, leaves_from_states, nested_state
 from ._graph_build import build as _build
-from ._graph_build import mismatch_error as _mismatch_error  # noqa: F401 - internal importers
+from ._graph_build import grouped_states, leaves_from_states, nested_state
 from ._graph_flatten import (  # noqa: F401 - re-exported for the lifting engine
     K_ARRAY,
     K_GENERIC,
@@ -78,7 +77,7 @@ from ._graph_traverse import (  # noqa: F401 - re-exported
     update_node,
 )
 from ._graphdef import GraphDef, graph_impl_for_type
-from ._object import Object, TrackedDict, TrackedList, bump_structure_epoch
+from ._object import TrackedDict, TrackedList, bump_structure_epoch
 from ._state import FlatState, State, merge_state
 from ._variable import Variable
 

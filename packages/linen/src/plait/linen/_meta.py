@@ -233,7 +233,8 @@ def with_partitioning(
 
 
 def _spec_of(x: Any) -> Any:
-    if isinstance(x, Partitioned):
+    # Any box that knows its spec (Partitioned, the bridge's NNXMeta, user boxes), as Flax.
+    if isinstance(x, AxisMetadata) and hasattr(x, "get_partition_spec"):
         return x.get_partition_spec()
     if hasattr(x, "shape"):
         return PartitionSpec()
@@ -257,6 +258,8 @@ def get_sharding(tree: Any, mesh: jax.sharding.Mesh) -> Any:
     """A tree of NamedShardings on ``mesh`` for the boxes / arrays of ``tree``."""
 
     def to_sharding(x: Any) -> Any:
+        if isinstance(x, AxisMetadata) and hasattr(x, "get_sharding"):
+            return x.get_sharding(mesh)
         spec = _spec_of(x)
         return None if spec is None else NamedSharding(mesh, spec)
 

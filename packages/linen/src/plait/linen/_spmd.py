@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-from jax.sharding import PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 from plait.core import logical_to_mesh_axes, struct
 
-from ._meta import LogicalNames, Partitioned
+from ._meta import LogicalNames, Partitioned, get_global_mesh
 
 LogicalRules = Any
 
@@ -23,16 +23,20 @@ LogicalRules = Any
 class LogicallyPartitioned(Partitioned):
     """A value annotated with *logical* axis names, resolved through axis rules.
 
-    ``get_partition_spec()`` maps the names with ``rules`` (or the active
-    ``nn.logical_axis_rules``); ``unbox()`` constrains the value accordingly when a mesh is
-    given or active.
+    As in Flax, ``get_partition_spec()`` gives the logical names themselves, so
+    ``nn.logical_to_mesh_sharding(nn.get_partition_spec(tree), mesh, rules)`` works;
+    ``mesh_partition_spec()`` and ``get_sharding(mesh)`` map them with ``rules`` (or the
+    active ``nn.logical_axis_rules``), and ``unbox()`` constrains the value accordingly when
+    a mesh is given or active.
 
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from plait import linen as nn
         >>> box = nn.LogicallyPartitioned(jnp.ones((2, 4)), ('batch', 'embed'))
+        >>> box.get_partition_spec()
+        P('batch', 'embed')
         >>> with nn.logical_axis_rules([('embed', 'model')]):
-        ...   box.get_partition_spec()
+        ...   box.mesh_partition_spec()
         P(None, 'model')
     """
 
@@ -43,10 +47,25 @@ class LogicallyPartitioned(Partitioned):
         if self.rules is not None:
             object.__setattr__(self, "rules", tuple(tuple(r) for r in self.rules))
 
-    def get_partition_spec(self) -> PartitionSpec:
+    def mesh_partition_spec(self) -> PartitionSpec:
         """The mesh PartitionSpec for the logical names under the rules."""
         spec = logical_to_mesh_axes(self.names, self.rules)
         return spec if spec is not None else PartitionSpec()
+
+    def get_sharding(self, mesh: jax.sharding.Mesh) -> jax.sharding.Sharding:
+        """The NamedSharding on ``mesh`` of the names resolved through the rules."""
+        return NamedSharding(mesh, self.mesh_partition_spec())
+
+    def unbox(self, apply_constraint: bool = True) -> Any:
+        """The value, constrained to its rule-resolved partition when a mesh is known."""
+        if not apply_constraint:
+            return self.value
+        mesh = self.mesh if self.mesh is not None else get_global_mesh()
+        if mesh is None:
+            return self.value
+        spec = self.mesh_partition_spec()
+        target = NamedSharding(mesh, spec) if self.mesh is not None else spec
+        return jax.lax.with_sharding_constraint(self.value, target)
 
     def to_nnx_metadata(self) -> dict[str, Any]:
         return {"sharding_names": self.names, "mesh": self.mesh, "sharding_rules": self.rules}

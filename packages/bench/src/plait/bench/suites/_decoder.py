@@ -1,70 +1,127 @@
-"""(c) Trace + compile time of a 4-layer decoder's forward+backward, and (d) a CNN step.
+"""(c) Init, trace and compile time of a 4-layer decoder's forward+backward pass.
+
+The decoder: token embedding (tied output projection), then per layer pre-LayerNorm
+causal multi-head attention and a GELU MLP, both residual; d_model 256, 4 heads, MLP
+1024, vocab 1024, sequence 128, batch 8. One fresh model per measurement:
+
+- ``init``: building the parameters (a constructor, ``module.init``, or random arrays);
+- ``trace``: ``jax.jit(jax.grad(loss)).trace(...)`` plus ``.lower()`` (Python work: the
+  library's modules run once on tracers, then the program is lowered to StableHLO);
+- ``compile``: XLA compiling the lowered program.
 
 Compile time is dominated by XLA, so every variant should land near the floor; a large
-ratio means the library adds Python work at trace time or emits a bigger program.
+ratio means the library does more Python work at trace time or emits a bigger program.
+The floor writes the same math by hand (same projections, scaling, mask, one-pass
+LayerNorm variance, tanh GELU), so it is the same program up to op order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-LAYERS, D_MODEL, HEADS, MLP, VOCAB, SEQ, BATCH = 4, 256, 4, 1024, 1024, 128, 8
+from .._timing import interleaved_once
+from ._common import Context, add_rows
+
+FLOOR = "floor (jax)"
 
 
-def _attention(q, k, v):
-    b, t, _ = q.shape
-    hd = D_MODEL // HEADS
-    q, k, v = (a.reshape(b, t, HEADS, hd) for a in (q, k, v))
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(hd)
-    mask = jnp.tril(jnp.ones((t, t), bool))
-    logits = jnp.where(mask, logits, -1e9)
-    out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, -1), v)
-    return out.reshape(b, t, D_MODEL)
+@dataclasses.dataclass(frozen=True)
+class Config:
+    layers: int = 4
+    d_model: int = 256
+    heads: int = 4
+    mlp: int = 1024
+    vocab: int = 1024
+    seq: int = 128
+    batch: int = 8
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.heads
 
 
-def _layer_norm(x, scale, bias):
+FULL = Config()
+TINY = Config(layers=1, d_model=16, heads=2, mlp=32, vocab=64, seq=8, batch=2)
+
+
+def tokens(cfg: Config) -> jax.Array:
+    return jax.random.randint(jax.random.key(1), (cfg.batch, cfg.seq), 0, cfg.vocab)
+
+
+def next_token_loss(logits: jax.Array, toks: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1], toks[:, 1:]).mean()
+
+
+# ----------------------------------------------------------------------------- floor
+
+
+def _layer_norm(x, scale, bias, eps=1e-6):
     mean = x.mean(-1, keepdims=True)
-    var = x.var(-1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + 1e-6) * scale + bias
+    var = jnp.maximum(0.0, (x * x).mean(-1, keepdims=True) - mean * mean)
+    return (x - mean) * (jax.lax.rsqrt(var + eps) * scale) + bias
 
 
-def floor_params(key):
-    ks = iter(jax.random.split(key, 6 * LAYERS + 1))
-    dense = lambda i, o: jax.random.normal(next(ks), (i, o)) * (1.0 / i) ** 0.5
+def _attention(cfg: Config, p: dict, h: jax.Array, mask: jax.Array) -> jax.Array:
+    q, k, v = (jnp.einsum("btd,dhk->bthk", h, p[n]) for n in ("q", "k", "v"))
+    q = q / jnp.sqrt(cfg.head_dim).astype(q.dtype)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+    weights = jax.nn.softmax(logits)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    return jnp.einsum("bthk,hkd->btd", out, p["o"])
+
+
+def floor_params(cfg: Config, key: jax.Array) -> dict:
+    keys = iter(jax.random.split(key, 6 * cfg.layers + 1))
+    d, h, hd = cfg.d_model, cfg.heads, cfg.head_dim
+
+    def dense(*shape, fan_in):
+        return jax.random.normal(next(keys), shape) * (1.0 / fan_in) ** 0.5
+
     layers = [
-        {"ln1_s": jnp.ones(D_MODEL), "ln1_b": jnp.zeros(D_MODEL), "q": dense(D_MODEL, D_MODEL),
-         "k": dense(D_MODEL, D_MODEL), "v": dense(D_MODEL, D_MODEL), "o": dense(D_MODEL, D_MODEL),
-         "ln2_s": jnp.ones(D_MODEL), "ln2_b": jnp.zeros(D_MODEL), "up": dense(D_MODEL, MLP),
-         "down": dense(MLP, D_MODEL)}
-        for _ in range(LAYERS)
+        {"ln1_s": jnp.ones(d), "ln1_b": jnp.zeros(d), "q": dense(d, h, hd, fan_in=d),
+         "k": dense(d, h, hd, fan_in=d), "v": dense(d, h, hd, fan_in=d),
+         "o": dense(h, hd, d, fan_in=d), "ln2_s": jnp.ones(d), "ln2_b": jnp.zeros(d),
+         "up": dense(d, cfg.mlp, fan_in=d), "down": dense(cfg.mlp, d, fan_in=cfg.mlp)}
+        for _ in range(cfg.layers)
     ]
-    return {"embed": jax.random.normal(next(ks), (VOCAB, D_MODEL)), "layers": layers}
+    return {"embed": jax.random.normal(next(keys), (cfg.vocab, d)), "layers": layers}
 
 
-def floor_loss(params, tokens):
-    x = params["embed"][tokens]
-    for p in params["layers"]:
-        h = _layer_norm(x, p["ln1_s"], p["ln1_b"])
-        x = x + _attention(h @ p["q"], h @ p["k"], h @ p["v"]) @ p["o"]
-        h = _layer_norm(x, p["ln2_s"], p["ln2_b"])
-        x = x + jax.nn.gelu(h @ p["up"]) @ p["down"]
-    logits = x @ params["embed"].T
-    return optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1], tokens[:, 1:]).mean()
+def floor_loss(cfg: Config) -> Callable[[dict, jax.Array], jax.Array]:
+    def loss(params, toks):
+        x = jnp.take(params["embed"], toks, axis=0)
+        positions = jnp.arange(toks.shape[-1])
+        mask = (positions[:, None] >= positions[None, :])[None, None]
+        for p in params["layers"]:
+            x = x + _attention(cfg, p, _layer_norm(x, p["ln1_s"], p["ln1_b"]), mask)
+            h = _layer_norm(x, p["ln2_s"], p["ln2_b"])
+            x = x + jax.nn.gelu(h @ p["up"]) @ p["down"]
+        return next_token_loss(x @ params["embed"].T, toks)
+
+    return loss
 
 
-def nnx_decoder(nnx):
+# ----------------------------------------------------------------------------- nnx / linen API
+
+
+def nnx_decoder(nnx: ModuleType, cfg: Config) -> Any:
     class Layer(nnx.Module):
         def __init__(self, rngs):
-            self.ln1 = nnx.LayerNorm(D_MODEL, epsilon=1e-6, rngs=rngs)
-            self.attn = nnx.MultiHeadAttention(HEADS, D_MODEL, use_bias=False, decode=False,
-                                               rngs=rngs)
-            self.ln2 = nnx.LayerNorm(D_MODEL, epsilon=1e-6, rngs=rngs)
-            self.up = nnx.Linear(D_MODEL, MLP, use_bias=False, rngs=rngs)
-            self.down = nnx.Linear(MLP, D_MODEL, use_bias=False, rngs=rngs)
+            self.ln1 = nnx.LayerNorm(cfg.d_model, epsilon=1e-6, rngs=rngs)
+            self.attn = nnx.MultiHeadAttention(cfg.heads, cfg.d_model, use_bias=False,
+                                               decode=False, rngs=rngs)
+            self.ln2 = nnx.LayerNorm(cfg.d_model, epsilon=1e-6, rngs=rngs)
+            self.up = nnx.Linear(cfg.d_model, cfg.mlp, use_bias=False, rngs=rngs)
+            self.down = nnx.Linear(cfg.mlp, cfg.d_model, use_bias=False, rngs=rngs)
 
         def __call__(self, x, mask):
             x = x + self.attn(self.ln1(x), mask=mask)
@@ -72,12 +129,12 @@ def nnx_decoder(nnx):
 
     class Decoder(nnx.Module):
         def __init__(self, rngs):
-            self.embed = nnx.Embed(VOCAB, D_MODEL, rngs=rngs)
-            self.layers = nnx.List([Layer(rngs) for _ in range(LAYERS)])
+            self.embed = nnx.Embed(cfg.vocab, cfg.d_model, rngs=rngs)
+            self.layers = nnx.List([Layer(rngs) for _ in range(cfg.layers)])
 
-        def __call__(self, tokens):
-            x = self.embed(tokens)
-            mask = nnx.make_causal_mask(tokens)
+        def __call__(self, toks):
+            x = self.embed(toks)
+            mask = nnx.make_causal_mask(toks)
             for layer in self.layers:
                 x = layer(x, mask)
             return self.embed.attend(x)
@@ -85,147 +142,176 @@ def nnx_decoder(nnx):
     return Decoder(nnx.Rngs(0))
 
 
-def linen_decoder(nn):
+def linen_decoder(nn: ModuleType, cfg: Config) -> Any:
     class Layer(nn.Module):
         @nn.compact
         def __call__(self, x, mask):
             h = nn.LayerNorm(epsilon=1e-6)(x)
-            x = x + nn.MultiHeadDotProductAttention(HEADS, use_bias=False)(h, h, mask=mask)
+            x = x + nn.MultiHeadDotProductAttention(cfg.heads, use_bias=False)(h, h, mask=mask)
             h = nn.LayerNorm(epsilon=1e-6)(x)
-            return x + nn.Dense(D_MODEL, use_bias=False)(jax.nn.gelu(nn.Dense(MLP, use_bias=False)(h)))
+            up = nn.Dense(cfg.mlp, use_bias=False)(h)
+            return x + nn.Dense(cfg.d_model, use_bias=False)(jax.nn.gelu(up))
 
     class Decoder(nn.Module):
         @nn.compact
-        def __call__(self, tokens):
-            embed = nn.Embed(VOCAB, D_MODEL)
-            x = embed(tokens)
-            mask = nn.make_causal_mask(tokens)
-            for _ in range(LAYERS):
+        def __call__(self, toks):
+            embed = nn.Embed(cfg.vocab, cfg.d_model)
+            x = embed(toks)
+            mask = nn.make_causal_mask(toks)
+            for _ in range(cfg.layers):
                 x = Layer()(x, mask)
             return embed.attend(x)
 
     return Decoder()
 
 
-def tokens():
-    return jax.random.randint(jax.random.key(1), (BATCH, SEQ), 0, VOCAB)
+# ----------------------------------------------------------------------------- equinox
 
 
-def compile_seconds(fn, *args) -> tuple[float, float]:
-    """(trace+lower seconds, XLA compile seconds) for ``jax.jit(fn)`` on ``args``."""
+def equinox_decoder(eqx: ModuleType, cfg: Config) -> Any:
+    """Equinox's modules act on one example: ``(seq,)`` tokens in, ``(seq, vocab)`` out."""
+
+    class Layer(eqx.Module):
+        ln1: Any
+        attn: Any
+        ln2: Any
+        up: Any
+        down: Any
+
+        def __init__(self, key):
+            k1, k2, k3 = jax.random.split(key, 3)
+            self.ln1 = eqx.nn.LayerNorm(cfg.d_model, eps=1e-6)
+            self.attn = eqx.nn.MultiheadAttention(
+                cfg.heads, cfg.d_model, use_query_bias=False, use_key_bias=False,
+                use_value_bias=False, use_output_bias=False, key=k1)
+            self.ln2 = eqx.nn.LayerNorm(cfg.d_model, eps=1e-6)
+            self.up = eqx.nn.Linear(cfg.d_model, cfg.mlp, use_bias=False, key=k2)
+            self.down = eqx.nn.Linear(cfg.mlp, cfg.d_model, use_bias=False, key=k3)
+
+        def __call__(self, x, mask):
+            h = jax.vmap(self.ln1)(x)
+            x = x + self.attn(h, h, h, mask=mask)
+            h = jax.vmap(self.ln2)(x)
+            return x + jax.vmap(self.down)(jax.nn.gelu(jax.vmap(self.up)(h)))
+
+    class Decoder(eqx.Module):
+        embed: Any
+        layers: list
+
+        def __init__(self, key):
+            k0, *ks = jax.random.split(key, cfg.layers + 1)
+            self.embed = eqx.nn.Embedding(cfg.vocab, cfg.d_model, key=k0)
+            self.layers = [Layer(k) for k in ks]
+
+        def __call__(self, toks):
+            x = jax.vmap(self.embed)(toks)
+            mask = jnp.tril(jnp.ones((toks.shape[0], toks.shape[0]), bool))
+            for layer in self.layers:
+                x = layer(x, mask)
+            return x @ self.embed.weight.T
+
+    return Decoder(jax.random.key(0))
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def compile_seconds(fn: Callable[..., Any], *args: Any) -> dict[str, float]:
+    """Trace+lower and XLA-compile seconds of ``jax.jit(fn)`` on ``args``."""
     t0 = time.perf_counter()
-    lowered = jax.jit(fn).lower(*args)
+    lowered = jax.jit(fn).trace(*args).lower()
     t1 = time.perf_counter()
     lowered.compile()
-    return t1 - t0, time.perf_counter() - t1
+    return {"trace": t1 - t0, "compile": time.perf_counter() - t1}
 
 
-def compile_variants(nnx, nn, prefix: str) -> dict:
-    toks = tokens()
+def _timed_init(build: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = build()
+    jax.block_until_ready(jax.tree.leaves(out))
+    return out, time.perf_counter() - t0
 
-    def floor():
-        params = floor_params(jax.random.key(0))
-        return compile_seconds(jax.grad(floor_loss), params, toks)
 
-    def nnx_variant():
-        model = nnx_decoder(nnx)
-        graphdef, state = nnx.split(model)
+def floor_builder(cfg: Config) -> Callable[[], tuple[Callable, Any]]:
+    return lambda: (jax.grad(floor_loss(cfg)), floor_params(cfg, jax.random.key(0)))
+
+
+def nnx_builder(nnx: ModuleType, cfg: Config) -> Callable[[], tuple[Callable, Any]]:
+    def build():
+        graphdef, state = nnx.split(nnx_decoder(nnx, cfg))
 
         def loss(state, toks):
-            m = nnx.merge(graphdef, state)
-            logits = m(toks)
-            return optax.softmax_cross_entropy_with_integer_labels(
-                logits[:, :-1], toks[:, 1:]).mean()
+            return next_token_loss(nnx.merge(graphdef, state)(toks), toks)
 
-        return compile_seconds(jax.grad(loss), state, toks)
+        return jax.grad(loss), state
 
-    def linen_variant():
-        module = linen_decoder(nn)
-        params = module.init(jax.random.key(0), toks)["params"]
+    return build
+
+
+def linen_builder(nn: ModuleType, cfg: Config) -> Callable[[], tuple[Callable, Any]]:
+    def build():
+        module = linen_decoder(nn, cfg)
+        params = module.init(jax.random.key(0), tokens(cfg))["params"]
 
         def loss(params, toks):
-            logits = module.apply({"params": params}, toks)
-            return optax.softmax_cross_entropy_with_integer_labels(
-                logits[:, :-1], toks[:, 1:]).mean()
+            return next_token_loss(module.apply({"params": params}, toks), toks)
 
-        return compile_seconds(jax.grad(loss), params, toks)
+        return jax.grad(loss), params
 
-    out = {f"{prefix} nnx": nnx_variant, f"{prefix} linen": linen_variant}
-    if prefix == "plait":
-        out = {"floor (jax)": floor, **out}
+    return build
+
+
+def equinox_builder(eqx: ModuleType, cfg: Config) -> Callable[[], tuple[Callable, Any]]:
+    def build():
+        arrays, static = eqx.partition(equinox_decoder(eqx, cfg), eqx.is_array)
+
+        def loss(arrays, toks):
+            return next_token_loss(jax.vmap(eqx.combine(arrays, static))(toks), toks)
+
+        return jax.grad(loss), arrays
+
+    return build
+
+
+def builders(cfg: Config, peers: Any) -> dict[str, Callable[[], tuple[Callable, Any]]]:
+    """name -> a builder returning ``(gradient function, its parameters)``, floor first."""
+    from plait import linen, nnx
+
+    out = {FLOOR: floor_builder(cfg), "plait nnx": nnx_builder(nnx, cfg),
+           "plait linen": linen_builder(linen, cfg)}
+    if peers.flax_nnx is not None:
+        out["flax nnx"] = nnx_builder(peers.flax_nnx, cfg)
+        out["flax linen"] = linen_builder(peers.flax_linen, cfg)
+    if peers.equinox is not None:
+        out["equinox"] = equinox_builder(peers.equinox, cfg)
     return out
 
 
-def cnn_step_variants(nnx, prefix: str) -> dict:
-    """(d) A compute-bound CNN train step (28x28x1, batch 128): ratios should be ~1."""
-    x = jax.random.normal(jax.random.key(0), (128, 28, 28, 1))
-    y = jax.random.randint(jax.random.key(1), (128,), 0, 10)
-    tx = optax.sgd(0.01)
+def measure_once(build: Callable[[], tuple[Callable, Any]], cfg: Config) -> dict[str, float]:
+    """``init``, ``trace`` and ``compile`` seconds for one fresh model."""
+    (grad_fn, params), init_s = _timed_init(build)
+    return {"init": init_s, **compile_seconds(grad_fn, params, tokens(cfg))}
 
-    def floor():
-        k = jax.random.split(jax.random.key(0), 4)
-        params = {"c1": jax.random.normal(k[0], (3, 3, 1, 32)) * 0.3, "b1": jnp.zeros(32),
-                  "c2": jax.random.normal(k[1], (3, 3, 32, 64)) * 0.06, "b2": jnp.zeros(64),
-                  "d1": jax.random.normal(k[2], (7 * 7 * 64, 256)) * 0.02, "e1": jnp.zeros(256),
-                  "d2": jax.random.normal(k[3], (256, 10)) * 0.06, "e2": jnp.zeros(10)}
 
-        def conv(x, w, b):
-            y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            return y + b
+COUNTERPARTS = {"plait nnx": {"flax": "flax nnx", "equinox": "equinox"},
+                "plait linen": {"flax": "flax linen"}}
 
-        def pool(x):
-            return jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
 
-        def loss(p):
-            h = pool(jax.nn.relu(conv(x, p["c1"], p["b1"])))
-            h = pool(jax.nn.relu(conv(h, p["c2"], p["b2"])))
-            h = jax.nn.relu(h.reshape(128, -1) @ p["d1"] + p["e1"])
-            logits = h @ p["d2"] + p["e2"]
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-        @jax.jit
-        def step(p, o):
-            l, g = jax.value_and_grad(loss)(p)
-            u, o = tx.update(g, o, p)
-            return optax.apply_updates(p, u), o, l
-
-        box = [params, tx.init(params)]
-
-        def call():
-            box[0], box[1], l = step(*box)
-            return l
-
-        return call
-
-    def nnx_variant():
-        class CNN(nnx.Module):
-            def __init__(self, rngs):
-                self.c1 = nnx.Conv(1, 32, (3, 3), rngs=rngs)
-                self.c2 = nnx.Conv(32, 64, (3, 3), rngs=rngs)
-                self.d1 = nnx.Linear(7 * 7 * 64, 256, rngs=rngs)
-                self.d2 = nnx.Linear(256, 10, rngs=rngs)
-
-            def __call__(self, x):
-                x = nnx.avg_pool(jax.nn.relu(self.c1(x)), (2, 2), (2, 2))
-                x = nnx.avg_pool(jax.nn.relu(self.c2(x)), (2, 2), (2, 2))
-                return self.d2(jax.nn.relu(self.d1(x.reshape(x.shape[0], -1))))
-
-        model = CNN(nnx.Rngs(0))
-        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-        @nnx.jit
-        def step(model, optimizer):
-            def loss(model):
-                return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-
-            l, g = nnx.value_and_grad(loss)(model)
-            optimizer.update(model, g)
-            return l
-
-        return lambda: step(model, optimizer)
-
-    out = {f"{prefix} nnx.jit": nnx_variant}
-    if prefix == "plait":
-        out = {"floor (jax.jit)": floor, **out}
-    return out
+def run(ctx: Context) -> None:
+    cfg = TINY if ctx.tiny else FULL
+    fns = {name: (lambda b=b: measure_once(b, cfg)) for name, b in builders(cfg, ctx.peers).items()}
+    rounds = max(1, ctx.rounds // 3)
+    advance = ctx.progress("decoder init/trace/compile", rounds)
+    res = interleaved_once(fns, rounds=rounds, warmup=0 if ctx.tiny else 1, progress=advance)
+    parts = {name: {k: [r[k] for r in rs] for k in ("init", "trace", "compile")}
+             for name, rs in res.items()}
+    medians = {name: {f"{k}_s": sorted(v)[len(v) // 2] for k, v in p.items()}
+               for name, p in parts.items()}
+    size = "tiny decoder" if ctx.tiny else "decoder"
+    add_rows(ctx, "compile", f"{size} fwd+bwd: trace+compile",
+             {n: [t + c for t, c in zip(p["trace"], p["compile"])] for n, p in parts.items()},
+             unit="s", floor=FLOOR, counterparts=COUNTERPARTS, extras=medians)
+    add_rows(ctx, "compile", f"{size}: init + first trace+compile",
+             {n: [i + t + c for i, t, c in zip(p["init"], p["trace"], p["compile"])]
+              for n, p in parts.items()},
+             unit="s", floor=FLOOR, counterparts=COUNTERPARTS, extras=medians)

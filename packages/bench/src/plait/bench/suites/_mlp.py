@@ -1,34 +1,71 @@
-"""(a) Train-step cost of a deep narrow MLP: Python overhead, not FLOPs, dominates.
+"""(a) Train-step cost of a deep narrow MLP, where Python overhead, not FLOPs, dominates.
 
-Each block is Linear + BatchNorm + a step-counter Variable; width 32, batch 16. The floor
-is the same math written by hand as one ``jax.jit`` over a dict of arrays. The nnx and
-linen variants are written once against the Flax API and instantiated with plait's
-modules (and Flax's, when installed, as a peer).
+Each block is Linear + BatchNorm (batch statistics, running averages) + a step-counter
+Variable; width 32, batch 16, a mean-squared-error loss, optax SGD or Adam. Variants:
+
+- the floor: the same math written by hand as one ``jax.jit`` over a dict of arrays
+  (BatchNorm with the layers' one-pass variance, so only the framework differs);
+- ``nnx.jit`` (the idiomatic stateful step over model and optimizer objects) and the
+  split/merge fast path (``split`` once, ``jax.jit`` a function that merges inside), both
+  written once against the Flax API and run with ``plait.nnx`` and ``flax.nnx``;
+- Linen (``init`` / ``apply`` inside a ``jax.jit`` step), with ``plait.linen`` and
+  ``flax.linen``;
+- Equinox: ``eqx.nn.Linear`` + ``eqx.nn.BatchNorm`` (``mode="batch"``) + an
+  ``eqx.nn.StateIndex`` counter, stepped with ``eqx.filter_jit`` and with the
+  ``partition``/``combine`` fast path.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from .._timing import calibrate_inner, interleaved
+from ._common import FLOOR, Context, add_rows
+
 WIDTH, BATCH, EPS, MOMENTUM = 32, 16, 1e-5, 0.99
+
+Step = Callable[[], jax.Array]
 
 
 def make_optimizer(name: str) -> optax.GradientTransformation:
     return {"sgd": optax.sgd(1e-3), "adam": optax.adam(1e-3)}[name]
 
 
-def batch(seed: int = 0):
+def batch(seed: int = 0) -> tuple[jax.Array, jax.Array]:
     kx, ky = jax.random.split(jax.random.key(seed))
     return jax.random.normal(kx, (BATCH, WIDTH)), jax.random.normal(ky, (BATCH, WIDTH))
+
+
+def _stepper(step: Callable[..., tuple[Any, jax.Array]], state: Any, *args: Any) -> Step:
+    """A zero-argument call that advances ``state`` by one ``step`` and returns the loss."""
+    box = [state]
+
+    def call() -> jax.Array:
+        box[0], loss = step(box[0], *args)
+        return loss
+
+    return call
 
 
 # ----------------------------------------------------------------------------- floor
 
 
-def floor_variant(depth: int, opt: str):
-    """Hand-written JAX: params / batch_stats / counters as dicts of arrays."""
+def floor_batch_norm(x: jax.Array, scale: jax.Array, shift: jax.Array) -> tuple[jax.Array, ...]:
+    """Training-mode BatchNorm with the one-pass variance ``E[x^2] - E[x]^2`` of the layers."""
+    mean = x.mean(0)
+    var = jnp.maximum(0.0, (x * x).mean(0) - mean * mean)
+    y = (x - mean) * (jax.lax.rsqrt(var + EPS) * scale) + shift
+    return y, mean, var
+
+
+def floor_variant(depth: int, opt: str) -> Step:
+    """Hand-written JAX: params / batch statistics / counters as dicts of arrays."""
     tx = make_optimizer(opt)
     keys = jax.random.split(jax.random.key(0), depth)
     params = {
@@ -46,13 +83,11 @@ def floor_variant(depth: int, opt: str):
         new_stats = {}
         for i in range(depth):
             p, s = params[f"block{i}"], stats[f"block{i}"]
-            x = x @ p["kernel"] + p["bias"]
-            mean, var = x.mean(0), x.var(0)
+            x, mean, var = floor_batch_norm(x @ p["kernel"] + p["bias"], p["scale"], p["shift"])
             new_stats[f"block{i}"] = {
                 "mean": MOMENTUM * s["mean"] + (1 - MOMENTUM) * mean,
                 "var": MOMENTUM * s["var"] + (1 - MOMENTUM) * var,
             }
-            x = (x - mean) * jax.lax.rsqrt(var + EPS) * p["scale"] + p["shift"]
             x = jax.nn.relu(x)
         return x, new_stats
 
@@ -71,20 +106,15 @@ def floor_variant(depth: int, opt: str):
             "opt": opt_state,
         }, loss
 
-    x, y = batch()
-    box = [state]
-
-    def call():
-        box[0], loss = step(box[0], x, y)
-        return loss
-
-    return call
+    return _stepper(step, state, *batch())
 
 
 # ----------------------------------------------------------------------------- nnx API
 
 
-def nnx_model(nnx, depth: int):
+def nnx_model(nnx: ModuleType, depth: int) -> Any:
+    """The depth-``depth`` MLP with ``nnx`` (``plait.nnx`` or ``flax.nnx``)."""
+
     class Count(nnx.Variable):
         pass
 
@@ -110,25 +140,29 @@ def nnx_model(nnx, depth: int):
     return MLP(nnx.Rngs(0))
 
 
-def nnx_jit_variant(nnx, depth: int, opt: str):
+def _nnx_train_step(nnx: ModuleType, model: Any, optimizer: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+    def loss_fn(model):
+        return jnp.mean((model(x) - y) ** 2)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
+
+
+def nnx_jit_variant(nnx: ModuleType, depth: int, opt: str) -> Step:
     """The idiomatic stateful step: ``nnx.jit`` over the model and optimizer objects."""
     model = nnx_model(nnx, depth)
     optimizer = nnx.Optimizer(model, make_optimizer(opt), wrt=nnx.Param)
 
     @nnx.jit
     def step(model, optimizer, x, y):
-        def loss_fn(model):
-            return jnp.mean((model(x) - y) ** 2)
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
+        return _nnx_train_step(nnx, model, optimizer, x, y)
 
     x, y = batch()
     return lambda: step(model, optimizer, x, y)
 
 
-def nnx_split_merge_variant(nnx, depth: int, opt: str):
+def nnx_split_merge_variant(nnx: ModuleType, depth: int, opt: str) -> Step:
     """The functional fast path: split once, ``jax.jit`` a function that merges inside."""
     model = nnx_model(nnx, depth)
     optimizer = nnx.Optimizer(model, make_optimizer(opt), wrt=nnx.Param)
@@ -137,28 +171,18 @@ def nnx_split_merge_variant(nnx, depth: int, opt: str):
     @jax.jit
     def step(state, x, y):
         model, optimizer = nnx.merge(graphdef, state)
-
-        def loss_fn(model):
-            return jnp.mean((model(x) - y) ** 2)
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
+        loss = _nnx_train_step(nnx, model, optimizer, x, y)
         return nnx.state((model, optimizer)), loss
 
-    x, y = batch()
-    box = [state]
-
-    def call():
-        box[0], loss = step(box[0], x, y)
-        return loss
-
-    return call
+    return _stepper(step, state, *batch())
 
 
 # ----------------------------------------------------------------------------- linen API
 
 
-def linen_variant(nn, depth: int, opt: str):
+def linen_module(nn: ModuleType, depth: int) -> Any:
+    """The depth-``depth`` MLP with ``nn`` (``plait.linen`` or ``flax.linen``)."""
+
     class Block(nn.Module):
         @nn.compact
         def __call__(self, x):
@@ -175,7 +199,11 @@ def linen_variant(nn, depth: int, opt: str):
                 x = Block()(x)
             return x
 
-    module = MLP()
+    return MLP()
+
+
+def linen_variant(nn: ModuleType, depth: int, opt: str) -> Step:
+    module = linen_module(nn, depth)
     x, y = batch()
     variables = module.init(jax.random.key(0), x)
     tx = make_optimizer(opt)
@@ -195,28 +223,127 @@ def linen_variant(nn, depth: int, opt: str):
         return {"params": optax.apply_updates(state["params"], updates), "rest": mutated,
                 "opt": opt_state}, loss
 
-    box = [state]
-
-    def call():
-        box[0], loss = step(box[0], x, y)
-        return loss
-
-    return call
+    return _stepper(step, state, x, y)
 
 
-def variants(depth: int, opt: str, peers: dict) -> dict:
+# ----------------------------------------------------------------------------- equinox
+
+
+def equinox_model(eqx: ModuleType, depth: int) -> tuple[Any, Any]:
+    """The MLP as Equinox writes it: ``(model, state)`` from ``eqx.nn.make_with_state``."""
+
+    class Block(eqx.Module):
+        linear: Any
+        bn: Any
+        count: Any
+
+        def __init__(self, key):
+            self.linear = eqx.nn.Linear(WIDTH, WIDTH, key=key)
+            self.bn = eqx.nn.BatchNorm(WIDTH, axis_name="batch", eps=EPS, momentum=MOMENTUM,
+                                       mode="batch")
+            self.count = eqx.nn.StateIndex(jnp.zeros((), jnp.int32))
+
+        def __call__(self, x, state):
+            state = state.set(self.count, state.get(self.count) + 1)
+            x, state = self.bn(self.linear(x), state)
+            return jax.nn.relu(x), state
+
+    class MLP(eqx.Module):
+        blocks: list
+
+        def __init__(self, key):
+            self.blocks = [Block(k) for k in jax.random.split(key, depth)]
+
+        def __call__(self, x, state):
+            for block in self.blocks:
+                x, state = block(x, state)
+            return x, state
+
+    return eqx.nn.make_with_state(MLP)(jax.random.key(0))
+
+
+def _equinox_train_step(eqx, tx, model, state, opt_state, x, y):
+    def loss_fn(model, state):
+        batched = jax.vmap(model, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+        out, state = batched(x, state)
+        return jnp.mean((out - y) ** 2), state
+
+    (loss, state), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, state)
+    updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
+    return eqx.apply_updates(model, updates), state, opt_state, loss
+
+
+def equinox_filter_jit_variant(eqx: ModuleType, depth: int, opt: str) -> Step:
+    """Equinox's idiom: ``eqx.filter_jit`` over the model, its state and the optimizer state."""
+    model, state = equinox_model(eqx, depth)
+    tx = make_optimizer(opt)
+    opt_state = tx.init(eqx.filter(model, eqx.is_inexact_array))
+
+    @eqx.filter_jit
+    def step(carry, x, y):
+        model, state, opt_state, loss = _equinox_train_step(eqx, tx, *carry, x, y)
+        return (model, state, opt_state), loss
+
+    return _stepper(step, (model, state, opt_state), *batch())
+
+
+def equinox_partition_variant(eqx: ModuleType, depth: int, opt: str) -> Step:
+    """Equinox's fast path: ``partition`` once, ``jax.jit`` a function that combines inside."""
+    model, state = equinox_model(eqx, depth)
+    tx = make_optimizer(opt)
+    opt_state = tx.init(eqx.filter(model, eqx.is_inexact_array))
+    arrays, static = eqx.partition(model, eqx.is_array)
+
+    @jax.jit
+    def step(carry, x, y):
+        arrays, state, opt_state = carry
+        model, state, opt_state, loss = _equinox_train_step(
+            eqx, tx, eqx.combine(arrays, static), state, opt_state, x, y)
+        return (eqx.filter(model, eqx.is_array), state, opt_state), loss
+
+    return _stepper(step, (arrays, state, opt_state), *batch())
+
+
+# ----------------------------------------------------------------------------- suite
+
+COUNTERPARTS = {
+    "plait nnx.jit": {"flax": "flax nnx.jit", "equinox": "equinox filter_jit"},
+    "plait nnx split/merge": {"flax": "flax nnx split/merge", "equinox": "equinox partition/combine"},
+    "plait linen": {"flax": "flax linen"},
+}
+
+
+def variants(depth: int, opt: str, peers: Any) -> dict[str, Callable[[], Step]]:
+    """Builders (not yet built) of every variant, floor first."""
     from plait import linen as plait_linen
     from plait import nnx as plait_nnx
 
-    out = {
-        "floor (jax.jit, dict)": lambda: floor_variant(depth, opt),
+    out: dict[str, Callable[[], Step]] = {
+        FLOOR: lambda: floor_variant(depth, opt),
         "plait nnx.jit": lambda: nnx_jit_variant(plait_nnx, depth, opt),
         "plait nnx split/merge": lambda: nnx_split_merge_variant(plait_nnx, depth, opt),
         "plait linen": lambda: linen_variant(plait_linen, depth, opt),
     }
-    if "flax" in peers:
-        flax_nnx, flax_linen = peers["flax"]
-        out["flax nnx.jit"] = lambda: nnx_jit_variant(flax_nnx, depth, opt)
-        out["flax nnx split/merge"] = lambda: nnx_split_merge_variant(flax_nnx, depth, opt)
-        out["flax linen"] = lambda: linen_variant(flax_linen, depth, opt)
+    if peers.flax_nnx is not None:
+        out["flax nnx.jit"] = lambda: nnx_jit_variant(peers.flax_nnx, depth, opt)
+        out["flax nnx split/merge"] = lambda: nnx_split_merge_variant(peers.flax_nnx, depth, opt)
+        out["flax linen"] = lambda: linen_variant(peers.flax_linen, depth, opt)
+    if peers.equinox is not None:
+        out["equinox filter_jit"] = lambda: equinox_filter_jit_variant(peers.equinox, depth, opt)
+        out["equinox partition/combine"] = lambda: equinox_partition_variant(peers.equinox, depth, opt)
     return out
+
+
+def run(ctx: Context) -> None:
+    for depth in ctx.depths:
+        for opt in ctx.optimizers:
+            fns = {name: build() for name, build in variants(depth, opt, ctx.peers).items()}
+            for _ in range(ctx.warmup):  # compile everything before calibrating
+                jax.block_until_ready([fn() for fn in fns.values()])
+            inner = calibrate_inner(fns[FLOOR], jax.block_until_ready, ctx.target_s)
+            advance = ctx.progress(f"mlp depth={depth} {opt}", ctx.rounds)
+            res = interleaved(fns, rounds=ctx.rounds, inner=inner, warmup=1,
+                              block=jax.block_until_ready, progress=advance)
+            add_rows(ctx, "mlp", f"depth={depth} {opt}", {n: m.seconds for n, m in res.items()},
+                     unit="ms", counterparts=COUNTERPARTS,
+                     extras={n: {"inner": inner} for n in res})

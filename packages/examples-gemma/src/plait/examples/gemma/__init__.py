@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ._sample import pad_prompts as pad_prompts
     from ._sharding import LOGICAL_AXIS_RULES as LOGICAL_AXIS_RULES
     from ._sharding import make_mesh as make_mesh
-    from ._steps import build as build_train_functions
+    from ._steps import build_train_functions as build_train_functions
     from ._steps import cross_entropy as cross_entropy
     from ._tokenizer import ByteTokenizer as ByteTokenizer
     from ._tokenizer import SentencePieceTokenizer as SentencePieceTokenizer
@@ -72,7 +72,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "pad_prompts": ("_sample", "pad_prompts"),
     "LOGICAL_AXIS_RULES": ("_sharding", "LOGICAL_AXIS_RULES"),
     "make_mesh": ("_sharding", "make_mesh"),
-    "build_train_functions": ("_steps", "build"),
+    "build_train_functions": ("_steps", "build_train_functions"),
     "cross_entropy": ("_steps", "cross_entropy"),
     "ByteTokenizer": ("_tokenizer", "ByteTokenizer"),
     "SentencePieceTokenizer": ("_tokenizer", "SentencePieceTokenizer"),

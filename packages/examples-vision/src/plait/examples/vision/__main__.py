@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
 
 from .configs import CONFIGS, get_config
@@ -62,17 +61,11 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
-    num_processes = args.num_processes or int(os.environ.get("JAX_NUM_PROCESSES", "1"))
-    if num_processes > 1 or args.coordinator:
-        import jax
+    from plait.core.distributed import initialize_distributed
 
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(
-            coordinator_address=args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS"),
-            num_processes=num_processes,
-            process_id=args.process_id if args.process_id is not None
-            else int(os.environ.get("JAX_PROCESS_ID", "0")),
-        )
+    # Unset flags fall back to JAX_NUM_PROCESSES / JAX_PROCESS_ID / JAX_COORDINATOR_ADDRESS;
+    # one process (the default) needs none of them.
+    initialize_distributed(args.num_processes, args.process_id, args.coordinator)
     from ._train import train_and_evaluate
 
     result = train_and_evaluate(config, args.workdir or config.workdir, resume=args.resume)

@@ -1,0 +1,127 @@
+"""Result rows: one per (suite, case, variant); printed as tables and saved as JSON.
+
+A row holds the variant's median and spread (values in seconds, or MB for memory), its
+per-round ratio to the floor (``floor``) and, for plait variants, its per-round ratio to
+the matching peer variants (``vs``: ``{"flax": {"against": "flax nnx.jit", "median":
+..}}``). A ratio below 1 means faster (or smaller) than the other side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._timing import per_round_ratio
+
+PEER_LIBRARIES = ("flax", "equinox")
+_SCALE = {"ms": 1e3, "us": 1e6, "s": 1.0, "MB": 1.0, "MB/s": 1.0}
+
+
+class Report:
+    """Collects rows; ``compare`` is an earlier run's JSON (``--compare``)."""
+
+    def __init__(self, compare: Mapping[str, Any] | None = None):
+        self.rows: list[dict[str, Any]] = []
+        self.compare = {_key(r): r for r in (compare or {}).get("rows", [])}
+
+    def add(self, suite: str, case: str, variant: str, *, values: list[float], unit: str,
+            floor: list[float] | None = None, peers: Mapping[str, tuple[str, list[float]]] | None = None,
+            **extra: Any) -> dict[str, Any]:
+        """Adds a row from per-round ``values``.
+
+        Args:
+          suite, case, variant: what was measured.
+          values: one value per round (seconds, or MB).
+          unit: the display unit (``ms``, ``s``, ``MB``...); values stay in seconds / MB.
+          floor: the floor's per-round values, for the ratio to the floor.
+          peers: library -> (peer variant name, its per-round values), for plait rows.
+          extra: further JSON-serializable fields (trace seconds, throughput...).
+        """
+        row: dict[str, Any] = {
+            "suite": suite, "case": case, "variant": variant, "unit": unit,
+            "median": _median(values), "min": min(values), "max": max(values),
+            "rounds": len(values), "values": list(values),
+        }
+        if floor is not None:
+            row["floor"] = per_round_ratio(values, floor)
+        if peers:
+            row["vs"] = {lib: {"against": name, **per_round_ratio(values, other)}
+                         for lib, (name, other) in peers.items()}
+        row.update(extra)
+        self.rows.append(row)
+        return row
+
+    def to_json(self, meta: Mapping[str, Any]) -> str:
+        return json.dumps({"meta": dict(meta), "rows": self.rows}, indent=1)
+
+    def write(self, path: str | Path, meta: Mapping[str, Any]) -> None:
+        Path(path).write_text(self.to_json(meta))
+
+    # -- terminal -----------------------------------------------------------------------
+
+    def tables(self) -> list[Any]:
+        """One ``rich.table.Table`` per suite, in the order the suites ran."""
+        from rich.table import Table
+
+        out = []
+        for suite in dict.fromkeys(r["suite"] for r in self.rows):
+            rows = [r for r in self.rows if r["suite"] == suite]
+            peer_libs = [lib for lib in PEER_LIBRARIES if any(lib in r.get("vs", {}) for r in rows)]
+            table = Table(title=f"plait-bench: {suite}", title_justify="left")
+            table.add_column("case")
+            table.add_column("variant")
+            table.add_column("median", justify="right")
+            table.add_column("min-max", justify="right")
+            table.add_column("x floor (min-max)", justify="right")
+            for lib in peer_libs:
+                table.add_column(f"x {lib}", justify="right")
+            if self.compare:
+                table.add_column("vs previous", justify="right")
+            for r in rows:
+                cells = [r["case"], r["variant"], _value(r["median"], r["unit"]),
+                         f"{_num(r['min'], r['unit'])}-{_num(r['max'], r['unit'])}",
+                         _ratio(r.get("floor"))]
+                cells += [_ratio(r.get("vs", {}).get(lib), short=True) for lib in peer_libs]
+                if self.compare:
+                    cells.append(self._delta(r))
+                table.add_row(*cells)
+            out.append(table)
+        return out
+
+    def _delta(self, row: Mapping[str, Any]) -> str:
+        prev = self.compare.get(_key(row))
+        if not prev or not prev.get("median"):
+            return "new"
+        text = f"{(row['median'] / prev['median'] - 1) * 100:+.1f}%"
+        if "floor" in row and "floor" in prev:
+            text += f" (x floor {prev['floor']['median']:.2f}->{row['floor']['median']:.2f})"
+        return text
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    return row["suite"], row["case"], row["variant"]
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+def _num(value: float, unit: str) -> str:
+    v = value * _SCALE.get(unit, 1.0)
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def _value(value: float, unit: str) -> str:
+    return f"{_num(value, unit)} {unit}"
+
+
+def _ratio(ratio: Mapping[str, Any] | None, short: bool = False) -> str:
+    if not ratio:
+        return ""
+    if short:
+        return f"{ratio['median']:.2f}"
+    return f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"
