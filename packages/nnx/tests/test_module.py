@@ -240,3 +240,21 @@ def test_mutation_from_another_trace_explains_the_fix(model):
 
     with pytest.raises(Exception, match=r"(?s)trace.*Fix"):
         bad(jnp.ones(()))
+
+
+def test_set_graph_updates_false_reaches_the_transforms():
+    class Grows(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones(2))
+
+    def add_attribute(m):
+        m.extra = nnx.Param(jnp.zeros(1))
+
+    # Like set_graph_mode, the default is read when the transform is created.
+    with nnx.set_graph_updates(False):
+        frozen_structure = nnx.jit(add_attribute)
+    model = Grows()
+    frozen_structure(model)
+    assert not hasattr(model, "extra")  # structural change not propagated
+    nnx.jit(add_attribute)(model)
+    assert hasattr(model, "extra")

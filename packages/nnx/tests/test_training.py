@@ -194,3 +194,17 @@ def test_train_state_functional_api():
     grads = jax.grad(loss)(ts.params)
     new = ts.apply_gradients(grads)
     assert int(new.step) == 1 and loss(new.params) < loss(ts.params)
+
+
+def test_optimizer_state_keeps_parameter_sharding_metadata():
+    class Sharded(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones((4, 2)), sharding_names=("embed", "mlp"))
+
+    optimizer = nnx.Optimizer(Sharded(), optax.adam(1e-3))
+    mu = optimizer.opt_state[0].mu["w"]
+    assert type(mu).__name__ == "OptVariable"
+    assert mu.get_metadata()["sharding_names"] == ("embed", "mlp")
+    assert type(optimizer.opt_state[0].count).__name__ == "OptArray"
+    specs = nnx.get_partition_spec(nnx.state(optimizer))
+    assert specs["opt_state"][0]["mu"]["w"].get_value() == jax.sharding.PartitionSpec("embed", "mlp")

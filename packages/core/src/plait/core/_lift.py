@@ -99,6 +99,11 @@ def resolve_graph_mode(graph: bool | None) -> bool:
     return _graph._resolve_graph(graph)
 
 
+def resolve_graph_updates(graph_updates: bool | None) -> bool:
+    """``graph_updates=None`` means the global default (``set_graph_updates``; on unless changed)."""
+    return _graph._resolve_graph_updates(graph_updates)
+
+
 def keystr(path: Any) -> str:
     return jax.tree_util.keystr(tuple(path))
 

@@ -30,6 +30,8 @@ from plait.core import (
     split,
 )
 from plait.core import merge as _core_merge
+# core owns the switch because core's transforms resolve graph_updates=None through it.
+from plait.core import set_graph_updates as set_graph_updates
 
 A = TypeVar("A")
 Node = TypeVar("Node")
@@ -394,14 +396,3 @@ def dataclass(
 
 
 # -- graph-mode switches --------------------------------------------------------------------
-
-
-class set_graph_updates(_ConfigContext):  # noqa: N801 - Flax's name
-    """Default of ``graph_updates=`` for transforms (propagate structural changes).
-
-    The value is kept on a stack (``get_default`` / ``get_stack``) for code that reads it;
-    plait.core's transforms resolve ``graph_updates=None`` to True themselves, so pass
-    ``graph_updates=False`` to a transform to switch structural updates off for it.
-    """
-
-    _default = True

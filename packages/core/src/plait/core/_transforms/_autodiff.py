@@ -21,6 +21,7 @@ import numpy as np
 
 from .._graph import unflatten
 from .._graphdef import GraphDef
+from .._lift import resolve_graph_updates
 from .._lift import (
     DiffState,
     Lifted,
@@ -191,7 +192,7 @@ def _grad_general(f: Callable[..., Any], argnums: Any, has_aux: bool, holomorphi
                   return_value: bool, transform: str) -> Callable[..., Any]:
     normalized, single = _normalize_argnums(argnums, transform)
     graph_mode = resolve_graph_mode(graph)
-    updates = True if graph_updates is None else bool(graph_updates)
+    updates = resolve_graph_updates(graph_updates)
     bound_f = f
     f, bound_self = unbind(f)
     if bound_self is not None:  # the object becomes argument 0; user positions shift by one
@@ -375,7 +376,7 @@ def vjp(
     if f is MISSING:
         return functools.partial(vjp, has_aux=has_aux, graph=graph, graph_updates=graph_updates)
     graph_mode = resolve_graph_mode(graph)
-    updates = True if graph_updates is None else bool(graph_updates)
+    updates = resolve_graph_updates(graph_updates)
     args = tuple(primals)
     argnums = _all_argnums(len(args))
     lifted = lift(
@@ -501,7 +502,7 @@ def jvp(
         )
     lifted = lift(
         args, {}, prefix=tuple(DiffState(i, Param) for i in range(len(args))),
-        graph=resolve_graph_mode(graph), graph_updates=True if graph_updates is None else bool(graph_updates),
+        graph=resolve_graph_mode(graph), graph_updates=resolve_graph_updates(graph_updates),
         transform="jvp", prefix_name="primals", mappings_on_leaves=True,
     )
     plan = _DiffPlan(lifted, _all_argnums(len(args)))

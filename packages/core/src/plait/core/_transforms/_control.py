@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import jax
 
+from .._lift import resolve_graph_updates
 from .._lift import Lifted, OutInfo, StaticBox, is_lift_leaf, lift, resolve_graph_mode
 from ._errors import CARRY_IDENTITY, LOOP_STRUCTURE, CarryError, OutputError
 
@@ -25,7 +26,7 @@ T = TypeVar("T")
 def _lift_operands(operands: tuple[Any, ...], graph: bool | None, graph_updates: bool | None, transform: str) -> Lifted:
     return lift(
         operands, {}, prefix=None, graph=resolve_graph_mode(graph),
-        graph_updates=True if graph_updates is None else bool(graph_updates), transform=transform,
+        graph_updates=resolve_graph_updates(graph_updates), transform=transform,
     )
 
 

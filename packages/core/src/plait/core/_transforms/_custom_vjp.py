@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 import jax
 import jax.numpy as jnp
 
+from .._lift import resolve_graph_updates
 from .._lift import DiffState, Lifted, StaticBox, is_lift_leaf, lift, resolve_graph_mode
 from .._state import State, flat_paths_and_leaves, nest
 from .._variable import Variable
@@ -50,7 +51,7 @@ class CustomVjp(Generic[A]):
             if isinstance(entry, DiffState):
                 self.filters[index] = entry.filter
         self.graph = resolve_graph_mode(graph)
-        self.graph_updates = True if graph_updates is None else bool(graph_updates)
+        self.graph_updates = resolve_graph_updates(graph_updates)
         self.fwd: Callable[..., Any] | None = None
         self.bwd: Callable[..., Any] | None = None
         self.symbolic_zeros = False

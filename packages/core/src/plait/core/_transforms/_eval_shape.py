@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import jax
 
+from .._lift import resolve_graph_updates
 from .._lift import StaticBox, lift, resolve_graph_mode
 from ._common import unbind
 
@@ -37,7 +38,7 @@ def eval_shape(f: Callable[..., A], *args: Any, graph: bool | None = None,
         args = (bound_self, *args)
     lifted = lift(
         args, kwargs, prefix=None, graph=resolve_graph_mode(graph),
-        graph_updates=True if graph_updates is None else bool(graph_updates), transform="eval_shape",
+        graph_updates=resolve_graph_updates(graph_updates), transform="eval_shape",
     )
     sk = lifted.skeleton
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from .._graph import iter_graph
+from .._lift import resolve_graph_updates
 from .._lift import (
     Carry,
     InnerCall,
@@ -228,7 +229,7 @@ def vmap(
             graph_updates=graph_updates,
         )
     graph_mode = resolve_graph_mode(graph)
-    updates = True if graph_updates is None else bool(graph_updates)
+    updates = resolve_graph_updates(graph_updates)
     keys = prefix_values(in_axes, out_axes)
     in_prefix = tuple(in_axes) if isinstance(in_axes, list) else in_axes
     bound_f = f
@@ -300,7 +301,7 @@ def pmap(
             transform_metadata=transform_metadata, graph=graph, graph_updates=graph_updates,
         )
     graph_mode = resolve_graph_mode(graph)
-    updates = True if graph_updates is None else bool(graph_updates)
+    updates = resolve_graph_updates(graph_updates)
     keys = prefix_values(in_axes, out_axes)
     static = (static_broadcasted_argnums,) if isinstance(static_broadcasted_argnums, int) else tuple(static_broadcasted_argnums)
     in_prefix = tuple(in_axes) if isinstance(in_axes, list) else in_axes
@@ -460,7 +461,7 @@ def scan(
         rest_axes = out_axes
     _check_out_axes(rest_axes)
     graph_mode = resolve_graph_mode(graph)
-    updates = True if graph_updates is None else bool(graph_updates)
+    updates = resolve_graph_updates(graph_updates)
     bound_f = f
     f, bound_self = unbind(f)
     scan_in_axes = in_axes

@@ -19,6 +19,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 import jax
 
+from .._lift import resolve_graph_updates
 from .._lift import (
     Lifted,
     StateSharding,
@@ -173,7 +174,7 @@ class JitWrapped(Generic[P, R]):
         self.backend = backend
         self.inline = inline
         self.graph = resolve_graph_mode(graph)
-        self.graph_updates = True if graph_updates is None else bool(graph_updates)
+        self.graph_updates = resolve_graph_updates(graph_updates)
         self.partial_args = tuple(partial_args)
         self._infer_names()
         self._plans: dict[Any, _Plan] = {}

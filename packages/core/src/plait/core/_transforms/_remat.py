@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import jax
 
+from .._lift import resolve_graph_updates
 from .._lift import StaticBox, lift, resolve_graph_mode
 from ._common import MISSING, normalize_argnums, unbind, wraps
 
@@ -48,7 +49,7 @@ def remat(
         )
     static = normalize_argnums(static_argnums)
     graph_mode = resolve_graph_mode(graph)
-    updates = True if graph_updates is None else bool(graph_updates)
+    updates = resolve_graph_updates(graph_updates)
     bound_f = f
     f, bound_self = unbind(f)
     if bound_self is not None:

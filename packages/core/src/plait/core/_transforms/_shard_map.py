@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import jax
 from jax.sharding import PartitionSpec
 
+from .._lift import resolve_graph_updates
 from .._lift import lift, resolve_graph_mode
 from ._common import MISSING, resolve_kwargs, shift_prefix, unbind, wraps
 from ._iteration import mapped_pure, prefix_values, unpack_mapped
@@ -60,7 +61,7 @@ def shard_map(
             check_vma=check_vma, graph=graph, graph_updates=graph_updates,
         )
     graph_mode = resolve_graph_mode(graph)
-    updates = True if graph_updates is None else bool(graph_updates)
+    updates = resolve_graph_updates(graph_updates)
     keys = [_spec(k) for k in prefix_values(in_specs, out_specs)]
     keys = list(dict.fromkeys(keys))
     in_prefix = tuple(in_specs) if isinstance(in_specs, list) else in_specs

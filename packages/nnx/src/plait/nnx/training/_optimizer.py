@@ -131,7 +131,9 @@ class Optimizer(Object, Generic[M]):  # noqa: UP046 - Flax-style TypeVar generic
                 f"{type(model).__name__}.\nFix: pass the filter of the Variables your "
                 "gradients are taken for (nnx.Param by default)."
             )
-        params = State.from_flat_path({p: v.get_value() for p, v in variables.items()})
+        # optax maps over the Variables' values (Variables are pytree nodes), so every moment
+        # comes back as a Variable with its parameter's metadata, e.g. sharding_names.
+        params = State.from_flat_path(dict(variables))
         self.opt_state = to_opt_state(tx.init(params))
 
     def __getattr__(self, name: str):
