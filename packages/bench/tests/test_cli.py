@@ -7,7 +7,6 @@ import importlib.util
 import json
 
 import pytest
-
 from plait.bench.__main__ import SUITE_NAMES, main
 
 PEERS = [name for name in ("flax", "equinox") if importlib.util.find_spec(name) is not None]

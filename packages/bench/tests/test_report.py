@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from plait.bench._report import Report
 
 

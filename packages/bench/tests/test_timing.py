@@ -1,5 +1,4 @@
 import pytest
-
 from plait.bench import _timing
 
 

@@ -9,6 +9,7 @@ the matching peer variants (``vs``: ``{"flax": {"against": "flax nnx.jit", "medi
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ class Report:
         """
         row: dict[str, Any] = {
             "suite": suite, "case": case, "variant": variant, "unit": unit,
-            "median": _median(values), "min": min(values), "max": max(values),
+            "median": statistics.median(values), "min": min(values), "max": max(values),
             "rounds": len(values), "values": list(values),
         }
         if floor is not None:
@@ -102,12 +103,6 @@ class Report:
 
 def _key(row: Mapping[str, Any]) -> tuple[str, str, str]:
     return row["suite"], row["case"], row["variant"]
-
-
-def _median(values: list[float]) -> float:
-    import statistics
-
-    return statistics.median(values)
 
 
 def _num(value: float, unit: str) -> str:

@@ -163,9 +163,13 @@ class Partitioned(AxisMetadata[A]):
         """The PartitionSpec of the value."""
         return PartitionSpec(*self.names)
 
+    def mesh_partition_spec(self) -> PartitionSpec:
+        """The PartitionSpec in mesh axes (the names are mesh axes already)."""
+        return self.get_partition_spec()
+
     def get_sharding(self, mesh: jax.sharding.Mesh) -> jax.sharding.Sharding:
         """The NamedSharding of the value on ``mesh``."""
-        return NamedSharding(mesh, self.get_partition_spec())
+        return NamedSharding(mesh, self.mesh_partition_spec())
 
     def unbox(self, apply_constraint: bool = True) -> A:
         """The value, sharding-constrained to its partition when a mesh is known."""
@@ -174,7 +178,7 @@ class Partitioned(AxisMetadata[A]):
         mesh = self.mesh if self.mesh is not None else get_global_mesh()
         if mesh is None:
             return self.value
-        spec = self.get_partition_spec()
+        spec = self.mesh_partition_spec()
         target = NamedSharding(mesh, spec) if self.mesh is not None else spec
         return jax.lax.with_sharding_constraint(self.value, target)
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import PartitionSpec
 from plait.core import logical_to_mesh_axes, struct
 
-from ._meta import LogicalNames, Partitioned, get_global_mesh
+from ._meta import LogicalNames, Partitioned
 
 LogicalRules = Any
 
@@ -51,21 +51,6 @@ class LogicallyPartitioned(Partitioned):
         """The mesh PartitionSpec for the logical names under the rules."""
         spec = logical_to_mesh_axes(self.names, self.rules)
         return spec if spec is not None else PartitionSpec()
-
-    def get_sharding(self, mesh: jax.sharding.Mesh) -> jax.sharding.Sharding:
-        """The NamedSharding on ``mesh`` of the names resolved through the rules."""
-        return NamedSharding(mesh, self.mesh_partition_spec())
-
-    def unbox(self, apply_constraint: bool = True) -> Any:
-        """The value, constrained to its rule-resolved partition when a mesh is known."""
-        if not apply_constraint:
-            return self.value
-        mesh = self.mesh if self.mesh is not None else get_global_mesh()
-        if mesh is None:
-            return self.value
-        spec = self.mesh_partition_spec()
-        target = NamedSharding(mesh, spec) if self.mesh is not None else spec
-        return jax.lax.with_sharding_constraint(self.value, target)
 
     def to_nnx_metadata(self) -> dict[str, Any]:
         return {"sharding_names": self.names, "mesh": self.mesh, "sharding_rules": self.rules}

@@ -65,7 +65,7 @@ def next_token_loss(logits: jax.Array, toks: jax.Array) -> jax.Array:
 
 def _layer_norm(x, scale, bias, eps=1e-6):
     mean = x.mean(-1, keepdims=True)
-    var = jnp.maximum(0.0, (x * x).mean(-1, keepdims=True) - mean * mean)
+    var = jnp.maximum(0.0, jnp.square(x).mean(-1, keepdims=True) - jnp.square(mean))
     return (x - mean) * (jax.lax.rsqrt(var + eps) * scale) + bias
 
 

@@ -59,7 +59,7 @@ def _stepper(step: Callable[..., tuple[Any, jax.Array]], state: Any, *args: Any)
 def floor_batch_norm(x: jax.Array, scale: jax.Array, shift: jax.Array) -> tuple[jax.Array, ...]:
     """Training-mode BatchNorm with the one-pass variance ``E[x^2] - E[x]^2`` of the layers."""
     mean = x.mean(0)
-    var = jnp.maximum(0.0, (x * x).mean(0) - mean * mean)
+    var = jnp.maximum(0.0, jnp.square(x).mean(0) - jnp.square(mean))
     y = (x - mean) * (jax.lax.rsqrt(var + EPS) * scale) + shift
     return y, mean, var
 
@@ -125,7 +125,7 @@ def nnx_model(nnx: ModuleType, depth: int) -> Any:
             self.count = Count(jnp.zeros((), jnp.int32))
 
         def __call__(self, x):
-            self.count.value += 1
+            self.count[...] += 1
             return jax.nn.relu(self.bn(self.linear(x)))
 
     class MLP(nnx.Module):
