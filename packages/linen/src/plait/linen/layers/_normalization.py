@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
-from jax import lax
-from plait.core.nn import initializers
-from plait.core.nn.dtypes import canonicalize_dtype
+from plait.core.nn import initializers, normalization
 
 from ._base import Module, compact, merge_param
 from ._common import canonicalize_axes, describe, stored_shape
@@ -22,13 +20,6 @@ from ._errors import LayerConfigError, LayerShapeError
 Array = Any
 Dtype = Any
 Axes = int | Sequence[int]
-
-
-def _abs_sq(x: Array) -> Array:
-    # |x|^2 without the sqrt/square round trip for complex inputs.
-    if jnp.iscomplexobj(x):
-        return lax.square(lax.real(x)) + lax.square(lax.imag(x))
-    return lax.square(x)
 
 
 def _compute_stats(
@@ -42,37 +33,22 @@ def _compute_stats(
     mask: Array | None = None,
     force_float32_reductions: bool = True,
 ) -> tuple[Array, Array]:
-    """Mean and variance of ``x`` over ``axes`` (averaged over ``axis_name`` too).
+    """Mean and variance of ``x`` over ``axes`` (``plait.core.nn.normalization``).
 
-    With ``use_fast_variance`` the variance is ``E[|x|^2] - |E[x]|^2`` (one fused
-    pass, clipped at zero against round-off); otherwise ``E[|x - E[x]|^2]``. Without
-    ``use_mean`` the mean is taken as zero (RMS normalization).
+    The axes go through Linen's own canonicalization first, which also accepts
+    NumPy integer scalars (the core one takes only Python ints or iterables).
     """
-    if dtype is None:
-        dtype = jnp.result_type(x)
-    if force_float32_reductions:
-        # At least float32 so half-precision training keeps accurate statistics.
-        dtype = jnp.promote_types(dtype, jnp.float32)
-    x = jnp.asarray(x, dtype)
-    axes = canonicalize_axes(x.ndim, axes)
-
-    def mean(*arrays: Array) -> tuple[Array, ...]:
-        means = tuple(a.mean(axes, where=mask) for a in arrays)
-        if axis_name is None:
-            return means
-        # One collective for all statistics: stack, average across devices, unstack.
-        stacked = lax.pmean(jnp.stack(means), axis_name, axis_index_groups=axis_index_groups)
-        return tuple(stacked[i] for i in range(len(arrays)))
-
-    if not use_mean:
-        (var,) = mean(_abs_sq(x))
-        return jnp.zeros_like(var), var
-    if use_fast_variance:
-        mu, mu2 = mean(x, _abs_sq(x))
-        return mu, jnp.maximum(0.0, mu2 - _abs_sq(mu))
-    (mu,) = mean(x)
-    (var,) = mean(_abs_sq(x - jnp.expand_dims(mu, axes)))
-    return mu, var
+    return normalization.compute_stats(
+        x,
+        canonicalize_axes(jnp.ndim(x), axes),
+        dtype,
+        axis_name,
+        axis_index_groups,
+        use_mean=use_mean,
+        use_fast_variance=use_fast_variance,
+        mask=mask,
+        force_float32_reductions=force_float32_reductions,
+    )
 
 
 def _feature_param(
@@ -120,34 +96,21 @@ def _normalize(
     """
     reduction_axes = canonicalize_axes(x.ndim, reduction_axes)
     feature_axes = canonicalize_axes(x.ndim, feature_axes)
-    broadcast_shape = [1] * x.ndim
-    for ax in feature_axes:
-        broadcast_shape[ax] = x.shape[ax]
     param_shape = tuple(x.shape[ax] for ax in feature_axes)
-
-    mean = jnp.expand_dims(mean, reduction_axes)
-    var = jnp.expand_dims(var, reduction_axes)
-    y = x - mean
-    mul = lax.rsqrt(var + epsilon)
-    dtype_args = [x]
+    scale = bias = None
     if use_scale:
         scale = _feature_param(
             module, "scale", scale_init, param_shape, param_dtype, x, feature_axes
-        ).reshape(broadcast_shape)
+        )
         if not force_float32_reductions:
             scale = jnp.asarray(scale, param_dtype)
-        mul *= scale
-        dtype_args.append(scale)
-    y *= mul
     if use_bias:
-        bias = _feature_param(
-            module, "bias", bias_init, param_shape, param_dtype, x, feature_axes
-        ).reshape(broadcast_shape)
+        bias = _feature_param(module, "bias", bias_init, param_shape, param_dtype, x, feature_axes)
         if not force_float32_reductions:
             bias = jnp.asarray(bias, param_dtype)
-        y += bias
-        dtype_args.append(bias)
-    return jnp.asarray(y, canonicalize_dtype(*dtype_args, dtype=dtype))
+    return normalization.normalize(
+        x, mean, var, scale, bias, reduction_axes, feature_axes, dtype, epsilon
+    )
 
 
 class BatchNorm(Module):
