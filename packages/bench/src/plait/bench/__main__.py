@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tmpdir", default=None, help="where checkpoint files are written")
     parser.add_argument("--json", default="bench.json", help="write the results here")
     parser.add_argument("--compare", default=None, help="an earlier JSON to compare against")
+    parser.add_argument("--markdown", default=None, help="also write the tables as Markdown here")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the nnx / Equinox MLP steps at the first depth and print "
+                             "the top functions (no measuring)")
+    parser.add_argument("--render", default=None, metavar="JSON",
+                        help="print the tables of a saved run (no measuring)")
     parser.add_argument("--no-peers", action="store_true", help="skip Flax and Equinox even if installed")
     return parser
 
@@ -83,6 +89,14 @@ def _meta(args: argparse.Namespace, settings: dict[str, Any], peers: Any, wall_s
     }
 
 
+def _show(report: Any, console: Any, markdown: str | None) -> None:
+    for table in report.tables():
+        console.print(table)
+    if markdown:
+        Path(markdown).write_text(report.markdown())
+        console.print(f"markdown tables written to {markdown}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _settings(args)
@@ -99,8 +113,20 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console(width=None if sys.stdout.isatty() else 200)
     compare = json.loads(Path(args.compare).read_text()) if args.compare else None
+    if args.render:
+        report = Report.from_json(json.loads(Path(args.render).read_text()))
+        report.compare = Report(compare).compare
+        _show(report, console, args.markdown)
+        return 0
     report = Report(compare)
     peers = Peers() if args.no_peers else load_peers()
+    if args.profile:
+        from ._profile import profile_steps
+
+        for opt in settings["optimizers"]:
+            console.print(profile_steps(settings["depths"][0], opt, peers), markup=False,
+                          highlight=False)
+        return 0
     console.print(f"plait-bench: suites {suites}; peers: {peers.names or 'none installed'}; "
                   f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     load_before = os.getloadavg()
@@ -113,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(report=report, peers=peers, progress=track, **settings)
         for suite in suites:
             SUITES[suite](ctx)
-    for table in report.tables():
-        console.print(table)
+    _show(report, console, args.markdown)
     report.write(args.json, _meta(args, settings, peers, time.perf_counter() - t0, load_before))
     console.print(f"results written to {args.json}")
     return 0

@@ -54,42 +54,66 @@ class Report:
         self.rows.append(row)
         return row
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Report:
+        """A report holding the rows of a saved run (``--render``)."""
+        report = cls()
+        report.rows = [dict(r) for r in data.get("rows", [])]
+        return report
+
     def to_json(self, meta: Mapping[str, Any]) -> str:
         return json.dumps({"meta": dict(meta), "rows": self.rows}, indent=1)
 
     def write(self, path: str | Path, meta: Mapping[str, Any]) -> None:
         Path(path).write_text(self.to_json(meta))
 
-    # -- terminal -----------------------------------------------------------------------
+    # -- tables -------------------------------------------------------------------------
 
-    def tables(self) -> list[Any]:
-        """One ``rich.table.Table`` per suite, in the order the suites ran."""
-        from rich.table import Table
-
+    def grids(self) -> list[tuple[str, list[str], list[list[str]]]]:
+        """``(suite, headers, cells)`` per suite, in the order the suites ran."""
         out = []
         for suite in dict.fromkeys(r["suite"] for r in self.rows):
             rows = [r for r in self.rows if r["suite"] == suite]
             peer_libs = [lib for lib in PEER_LIBRARIES if any(lib in r.get("vs", {}) for r in rows)]
-            table = Table(title=f"plait-bench: {suite}", title_justify="left")
-            table.add_column("case")
-            table.add_column("variant")
-            table.add_column("median", justify="right")
-            table.add_column("min-max", justify="right")
-            table.add_column("x floor (min-max)", justify="right")
-            for lib in peer_libs:
-                table.add_column(f"x {lib}", justify="right")
+            headers = ["case", "variant", "median", "min-max", "x floor (min-max)"]
+            headers += [f"x {lib}" for lib in peer_libs]
             if self.compare:
-                table.add_column("vs previous", justify="right")
+                headers.append("vs previous")
+            cells = []
             for r in rows:
-                cells = [r["case"], r["variant"], _value(r["median"], r["unit"]),
-                         f"{_num(r['min'], r['unit'])}-{_num(r['max'], r['unit'])}",
-                         _ratio(r.get("floor"))]
-                cells += [_ratio(r.get("vs", {}).get(lib), short=True) for lib in peer_libs]
+                line = [r["case"], r["variant"], _value(r["median"], r["unit"]),
+                        f"{_num(r['min'], r['unit'])}-{_num(r['max'], r['unit'])}",
+                        _ratio(r.get("floor"))]
+                line += [_ratio(r.get("vs", {}).get(lib), short=True) for lib in peer_libs]
                 if self.compare:
-                    cells.append(self._delta(r))
-                table.add_row(*cells)
+                    line.append(self._delta(r))
+                cells.append(line)
+            out.append((suite, headers, cells))
+        return out
+
+    def tables(self) -> list[Any]:
+        """One ``rich.table.Table`` per suite (for the terminal)."""
+        from rich.table import Table
+
+        out = []
+        for suite, headers, cells in self.grids():
+            table = Table(title=f"plait-bench: {suite}", title_justify="left")
+            for i, header in enumerate(headers):
+                table.add_column(header, justify="left" if i < 2 else "right")
+            for line in cells:
+                table.add_row(*line)
             out.append(table)
         return out
+
+    def markdown(self) -> str:
+        """The same tables as Markdown (for a README)."""
+        parts = []
+        for suite, headers, cells in self.grids():
+            lines = [f"**{suite}**", "", "| " + " | ".join(headers) + " |",
+                     "|" + "|".join(["---", "---"] + ["---:"] * (len(headers) - 2)) + "|"]
+            lines += ["| " + " | ".join(line) + " |" for line in cells]
+            parts.append("\n".join(lines))
+        return "\n\n".join(parts) + "\n"
 
     def _delta(self, row: Mapping[str, Any]) -> str:
         prev = self.compare.get(_key(row))
