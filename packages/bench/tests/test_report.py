@@ -33,3 +33,11 @@ def test_peer_columns_appear_only_for_peers_that_ran():
                peers={"equinox": ("equinox filter_jit", [2.0])})
     headers = [c.header for c in report.tables()[0].columns]
     assert "x equinox" in headers and "x flax" not in headers
+
+
+def test_adjacent_floor_ratios_make_the_peer_ratio_a_ratio_of_ratios():
+    report = Report()
+    row = report.add("mlp", "c", "plait nnx.jit", values=[1.0, 9.0], unit="ms",
+                     floor_ratios=[1.1, 1.3], peers={"flax": ("flax nnx.jit", [11.0, 13.0])})
+    assert row["floor"] == pytest.approx({"median": 1.2, "min": 1.1, "max": 1.3})
+    assert row["vs"]["flax"]["median"] == pytest.approx(0.1)

@@ -76,3 +76,33 @@ def test_interleaved_once_collects_each_variants_own_durations():
     out = _timing.interleaved_once({"a": lambda: {"x": 1.0}, "b": lambda: {"x": 2.0}},
                                    rounds=2, warmup=0)
     assert out == {"a": [{"x": 1.0}, {"x": 1.0}], "b": [{"x": 2.0}, {"x": 2.0}]}
+
+
+def test_floor_is_timed_next_to_each_variant_and_ratios_use_the_adjacent_block():
+    clock = FakeClock()
+    calls = []
+    load = {"factor": 1.0}
+    cost = {"floor": 1.0, "a": 2.0, "b": 3.0}
+
+    def variant(name):
+        def call():
+            calls.append(name)
+            clock.now += cost[name] * load["factor"]
+            if name == "a":
+                load["factor"] = 10.0  # the machine gets busy right after a's block
+
+        return call
+
+    res = _timing.interleaved({n: variant(n) for n in cost}, rounds=1, inner=1, warmup=0,
+                              clock=clock, floor="floor")
+    # Round 0: (floor, a) then (b, floor): the floor runs once next to each variant.
+    assert calls == ["floor", "a", "b", "floor"]
+    assert res["a"].floor_ratios == [2.0]
+    assert res["b"].floor_ratios == [3.0]  # b and its floor block both ran under load
+    assert res["floor"].floor_ratios == [1.0]
+    assert res["floor"].seconds == [5.5]  # median of its two blocks (1 and 10)
+
+
+def test_unknown_floor_is_rejected():
+    with pytest.raises(ValueError, match="not one of the variants"):
+        _timing.interleaved({"a": lambda: None}, rounds=1, inner=1, floor="floor")

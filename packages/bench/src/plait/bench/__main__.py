@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                              "the top functions (no measuring)")
     parser.add_argument("--render", default=None, metavar="JSON",
                         help="print the tables of a saved run (no measuring)")
+    parser.add_argument("--only", action="append", default=[], metavar="WORD",
+                        help="mlp / compile / cnn: run only the variants whose name contains WORD "
+                             "(repeatable; the floor always runs)")
     parser.add_argument("--no-peers", action="store_true", help="skip Flax and Equinox even if installed")
     return parser
 
@@ -70,6 +73,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "tiny": args.tiny,
         "checkpoint_mb": args.checkpoint_mb or (4 if args.tiny else 50 if quick else 200),
         "tmpdir": args.tmpdir,
+        "only": list(args.only),
     }
 
 
@@ -124,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         from ._profile import profile_steps
 
         for opt in settings["optimizers"]:
-            console.print(profile_steps(settings["depths"][0], opt, peers), markup=False,
-                          highlight=False)
+            console.print(profile_steps(settings["depths"][0], opt, peers,
+                                        only=tuple(settings["only"])),
+                          markup=False, highlight=False)
         return 0
     console.print(f"plait-bench: suites {suites}; peers: {peers.names or 'none installed'}; "
                   f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

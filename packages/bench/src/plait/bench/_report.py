@@ -29,7 +29,7 @@ class Report:
 
     def add(self, suite: str, case: str, variant: str, *, values: list[float], unit: str,
             floor: list[float] | None = None, peers: Mapping[str, tuple[str, list[float]]] | None = None,
-            **extra: Any) -> dict[str, Any]:
+            floor_ratios: list[float] | None = None, **extra: Any) -> dict[str, Any]:
         """Adds a row from per-round ``values``.
 
         Args:
@@ -37,7 +37,10 @@ class Report:
           values: one value per round (seconds, or MB).
           unit: the display unit (``ms``, ``s``, ``MB``...); values stay in seconds / MB.
           floor: the floor's per-round values, for the ratio to the floor.
-          peers: library -> (peer variant name, its per-round values), for plait rows.
+          peers: library -> (peer variant name, per-round denominators), for plait rows;
+            with ``floor_ratios`` the denominators are the peer's floor ratios.
+          floor_ratios: per-round ratios to the floor measured next to the variant
+            (replaces ``floor``).
           extra: further JSON-serializable fields (trace seconds, throughput...).
         """
         row: dict[str, Any] = {
@@ -45,10 +48,13 @@ class Report:
             "median": statistics.median(values), "min": min(values), "max": max(values),
             "rounds": len(values), "values": list(values),
         }
-        if floor is not None:
+        if floor_ratios is not None:
+            row["floor"] = per_round_ratio(floor_ratios, [1.0] * len(floor_ratios))
+        elif floor is not None:
             row["floor"] = per_round_ratio(values, floor)
+        numerator = floor_ratios if floor_ratios is not None else values
         if peers:
-            row["vs"] = {lib: {"against": name, **per_round_ratio(values, other)}
+            row["vs"] = {lib: {"against": name, **per_round_ratio(numerator, other)}
                          for lib, (name, other) in peers.items()}
         row.update(extra)
         self.rows.append(row)

@@ -2,11 +2,13 @@
 
 A round times each variant once (``inner`` calls in a row, after every variant was
 warmed up), in an order that rotates from round to round, so a slow drift of the machine
-(other processes, frequency changes) falls on all variants alike. The ratio of a variant
-to another (the floor, a peer) is taken *per round* and then summarised by its median,
-with the min and max over the rounds as the spread: on a loaded machine one round can be
-slow for everybody, and a per-round ratio cancels that out where a ratio of medians
-would not.
+(other processes, frequency changes) falls on all variants alike. With a floor, each
+variant's block of calls is paired with a block of the floor's run right before or right
+after it (alternating), and the variant's ratio to the floor is taken against that
+adjacent block: on a loaded machine the two blocks of a pair see nearly the same load.
+Ratios are taken *per round* and summarised by their median, with the min and max over
+the rounds as the spread; a round that was slow for everybody cancels out, where a ratio
+of medians would not.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ from collections.abc import Callable, Mapping, Sequence
 
 @dataclasses.dataclass
 class Measurement:
-    """Seconds per call of one variant, one entry per round."""
+    """Seconds per call of one variant, one entry per round.
+
+    ``floor_ratios`` (when timed against a floor) holds, per round, the variant's time
+    over the floor's adjacent block.
+    """
 
     name: str
     seconds: list[float]
+    floor_ratios: list[float] | None = None
 
     @property
     def median(self) -> float:
@@ -69,17 +76,20 @@ def interleaved(
     block: Callable[[object], object] = lambda x: x,
     progress: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    floor: str | None = None,
 ) -> dict[str, Measurement]:
     """Times each zero-argument callable in ``rounds`` interleaved rounds.
 
     Args:
       variants: name -> callable; every call is one unit of work (a train step, a split).
-      rounds: number of rounds; each round times every variant once.
+      rounds: number of rounds; each round times every variant once (and, with ``floor``,
+        the floor once next to each other variant; its round value is their median).
       inner: calls per variant per round; the recorded value is their mean.
       warmup: untimed calls of each variant before the first round (compilation, caches).
       block: waits for the asynchronous result of the last call (``jax.block_until_ready``).
       progress: called after each round.
       clock: the time source (tests pass a fake one).
+      floor: the name of the floor variant, for adjacent per-round ratios.
 
     Returns:
       name -> :class:`Measurement` with one value (seconds per call) per round.
@@ -94,21 +104,43 @@ def interleaved(
     for fn in variants.values():
         for _ in range(warmup):
             block(fn())
+    if floor is not None and floor not in variants:
+        raise ValueError(f"interleaved: the floor {floor!r} is not one of the variants {list(variants)}")
+
+    def timed(fn: Callable[[], object]) -> float:
+        out = None
+        t0 = clock()
+        for _ in range(inner):
+            out = fn()
+        block(out)
+        return (clock() - t0) / inner
+
     names = list(variants)
+    others = [n for n in names if n != floor]
     seconds: dict[str, list[float]] = {n: [] for n in names}
+    ratios: dict[str, list[float]] = {n: [] for n in names}
     gc.collect()
     for r in range(rounds):
-        for name in rotation(names, r):
-            fn = variants[name]
-            out = None
-            t0 = clock()
-            for _ in range(inner):
-                out = fn()
-            block(out)
-            seconds[name].append((clock() - t0) / inner)
+        if floor is None:
+            for name in rotation(names, r):
+                seconds[name].append(timed(variants[name]))
+        else:
+            floor_times = []
+            for i, name in enumerate(rotation(others, r)):
+                if (r + i) % 2 == 0:
+                    base, t = timed(variants[floor]), timed(variants[name])
+                else:
+                    t, base = timed(variants[name]), timed(variants[floor])
+                seconds[name].append(t)
+                ratios[name].append(t / base)
+                floor_times.append(base)
+            if not others:
+                floor_times.append(timed(variants[floor]))
+            seconds[floor].append(statistics.median(floor_times))
+            ratios[floor].append(1.0)
         if progress is not None:
             progress()
-    return {n: Measurement(n, seconds[n]) for n in names}
+    return {n: Measurement(n, seconds[n], ratios[n] if floor is not None else None) for n in names}
 
 
 def interleaved_once(

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from .._timing import interleaved
-from ._common import FLOOR, Context, add_rows
+from ._common import FLOOR, Context, add_rows, select
 
 FULL_BATCH, TINY_BATCH, SIDE, CLASSES = 128, 8, 28, 10
 
@@ -182,10 +182,11 @@ def run(ctx: Context) -> None:
         builders["flax linen"] = lambda: linen_variant(ctx.peers.flax_linen, batch)
     if ctx.peers.equinox is not None:
         builders["equinox filter_jit"] = lambda: equinox_variant(ctx.peers.equinox, batch)
-    fns = {n: b() for n, b in builders.items()}
+    fns = {n: b() for n, b in select(ctx, builders).items()}
     rounds = max(1, ctx.rounds // 2)
     advance = ctx.progress(f"cnn step batch {batch}", rounds)
-    res = interleaved(fns, rounds=rounds, inner=1 if not ctx.tiny else 3,
+    res = interleaved(fns, rounds=rounds, inner=1 if not ctx.tiny else 3, floor=FLOOR,
                       warmup=min(ctx.warmup, 2), block=jax.block_until_ready, progress=advance)
     add_rows(ctx, "cnn", f"28x28x1 batch {batch}", {n: m.seconds for n, m in res.items()},
-             unit="ms", counterparts=COUNTERPARTS)
+             unit="ms", counterparts=COUNTERPARTS,
+             floor_ratios={n: m.floor_ratios for n, m in res.items()})

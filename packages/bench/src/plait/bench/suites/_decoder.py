@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from .._timing import interleaved_once
-from ._common import Context, add_rows
+from ._common import Context, add_rows, select
 
 FLOOR = "floor (jax)"
 
@@ -299,7 +299,8 @@ COUNTERPARTS = {"plait nnx": {"flax": "flax nnx", "equinox": "equinox"},
 
 def run(ctx: Context) -> None:
     cfg = TINY if ctx.tiny else FULL
-    fns = {name: (lambda b=b: measure_once(b, cfg)) for name, b in builders(cfg, ctx.peers).items()}
+    fns = {name: (lambda b=b: measure_once(b, cfg))
+           for name, b in select(ctx, builders(cfg, ctx.peers)).items()}
     rounds = max(1, ctx.rounds // 3)
     advance = ctx.progress("decoder init/trace/compile", rounds)
     res = interleaved_once(fns, rounds=rounds, warmup=0 if ctx.tiny else 1, progress=advance)
@@ -309,9 +310,9 @@ def run(ctx: Context) -> None:
                for name, p in parts.items()}
     size = "tiny decoder" if ctx.tiny else "decoder"
     add_rows(ctx, "compile", f"{size} fwd+bwd: trace+compile",
-             {n: [t + c for t, c in zip(p["trace"], p["compile"])] for n, p in parts.items()},
+             {n: [t + c for t, c in zip(p["trace"], p["compile"], strict=True)] for n, p in parts.items()},
              unit="s", floor=FLOOR, counterparts=COUNTERPARTS, extras=medians)
     add_rows(ctx, "compile", f"{size}: init + first trace+compile",
-             {n: [i + t + c for i, t, c in zip(p["init"], p["trace"], p["compile"])]
+             {n: [i + t + c for i, t, c in zip(p["init"], p["trace"], p["compile"], strict=True)]
               for n, p in parts.items()},
              unit="s", floor=FLOOR, counterparts=COUNTERPARTS, extras=medians)

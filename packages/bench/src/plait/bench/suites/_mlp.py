@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from .._timing import calibrate_inner, interleaved
-from ._common import FLOOR, Context, add_rows
+from ._common import FLOOR, Context, add_rows, select
 
 WIDTH, BATCH, EPS, MOMENTUM = 32, 16, 1e-5, 0.99
 
@@ -337,13 +337,14 @@ def variants(depth: int, opt: str, peers: Any) -> dict[str, Callable[[], Step]]:
 def run(ctx: Context) -> None:
     for depth in ctx.depths:
         for opt in ctx.optimizers:
-            fns = {name: build() for name, build in variants(depth, opt, ctx.peers).items()}
+            fns = {name: build() for name, build in select(ctx, variants(depth, opt, ctx.peers)).items()}
             for _ in range(ctx.warmup):  # compile everything before calibrating
                 jax.block_until_ready([fn() for fn in fns.values()])
             inner = calibrate_inner(fns[FLOOR], jax.block_until_ready, ctx.target_s)
             advance = ctx.progress(f"mlp depth={depth} {opt}", ctx.rounds)
-            res = interleaved(fns, rounds=ctx.rounds, inner=inner, warmup=1,
+            res = interleaved(fns, rounds=ctx.rounds, inner=inner, warmup=1, floor=FLOOR,
                               block=jax.block_until_ready, progress=advance)
             add_rows(ctx, "mlp", f"depth={depth} {opt}", {n: m.seconds for n, m in res.items()},
                      unit="ms", counterparts=COUNTERPARTS,
+                     floor_ratios={n: m.floor_ratios for n, m in res.items()},
                      extras={n: {"inner": inner} for n in res})

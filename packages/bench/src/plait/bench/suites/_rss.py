@@ -141,7 +141,7 @@ def run(ctx: Context) -> None:
     for workload in WORKLOADS[:1] if ctx.tiny else WORKLOADS:
         advance = ctx.progress(f"rss {workload}", len(names))
 
-        def one(variant: str, workload: str = workload) -> float:
+        def one(variant: str, workload: str = workload, advance: Callable[[], None] = advance) -> float:
             peak = measure(workload, variant, ctx.tiny)
             advance()
             return peak
@@ -149,7 +149,7 @@ def run(ctx: Context) -> None:
         # Two children at a time: each has its own address space, so peaks do not mix.
         with ThreadPoolExecutor(max_workers=2) as pool:
             peaks = list(pool.map(one, names))
-        values = {FLOOR if v == "floor" else v: [peak] for v, peak in zip(names, peaks)}
+        values = {FLOOR if v == "floor" else v: [peak] for v, peak in zip(names, peaks, strict=True)}
         case = {"mlp": f"mlp depth={_mlp_depth(ctx.tiny)}, 10 adam steps",
                 "decoder": f"{'tiny ' if ctx.tiny else ''}decoder init + compile + 3 grads"}
         add_rows(ctx, "rss", case[workload], values, unit="MB", counterparts=COUNTERPARTS)
