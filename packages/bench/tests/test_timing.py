@@ -61,15 +61,9 @@ def test_calibrate_inner_scales_with_the_cost_of_one_call():
     def call():
         clock.now += 0.01
 
-    import time
-
-    real = time.perf_counter
-    time.perf_counter = clock  # calibrate_inner reads time.perf_counter
-    try:
-        assert _timing.calibrate_inner(call, lambda x: x, target_s=0.05) == 5
-        assert _timing.calibrate_inner(call, lambda x: x, target_s=0.001) == 1
-    finally:
-        time.perf_counter = real
+    assert _timing.calibrate_inner(call, lambda x: x, target_s=0.05, clock=clock) == 5
+    assert _timing.calibrate_inner(call, lambda x: x, target_s=0.001, clock=clock) == 1
+    assert _timing.calibrate_inner(call, lambda x: x, target_s=100.0, clock=clock) == 1000
 
 
 def test_interleaved_once_collects_each_variants_own_durations():

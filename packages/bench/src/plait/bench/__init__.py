@@ -1,4 +1,7 @@
-"""plait.bench."""
+"""plait.bench: measure plait against a hand-written JAX floor and against its peers.
+
+Run ``plait-bench`` (or ``python -m plait.bench``); see the package README.
+"""
 
 from importlib.metadata import version as _version
 

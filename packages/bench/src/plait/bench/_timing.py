@@ -59,11 +59,12 @@ def rotation(names: Sequence[str], round_index: int) -> list[str]:
 
 
 def calibrate_inner(fn: Callable[[], object], block: Callable[[object], object],
-                    target_s: float, *, max_inner: int = 1000) -> int:
+                    target_s: float, *, max_inner: int = 1000,
+                    clock: Callable[[], float] = time.perf_counter) -> int:
     """How many calls of ``fn`` in a row take about ``target_s`` seconds (at least 1)."""
-    t0 = time.perf_counter()
+    t0 = clock()
     block(fn())
-    once = max(time.perf_counter() - t0, 1e-7)
+    once = max(clock() - t0, 1e-7)
     return max(1, min(max_inner, round(target_s / once)))
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
 
 from .._peers import Peers
 from .._report import Report
 
 FLOOR = "floor (jax.jit)"
-T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -35,7 +33,7 @@ class Context:
     progress: Callable[[str, int], Callable[[], None]] = lambda description, total: lambda: None
 
 
-def select(ctx: Context, variants: Mapping[str, T]) -> dict[str, T]:
+def select[T](ctx: Context, variants: Mapping[str, T]) -> dict[str, T]:
     """The variants named by ``--only`` (substrings; the floor is always kept)."""
     if not ctx.only:
         return dict(variants)

@@ -32,7 +32,8 @@ from .._lift import (
     resolve_spec,
     write_raw,
 )
-from .._object import structure_epoch
+from .._object import Object, structure_epoch
+from .._variable import Variable
 from ._common import (
     MISSING,
     normalize_argnames,
@@ -99,6 +100,45 @@ class _Plan:
         if not info.out_node_slots and not info.out_static:
             return jax.tree_util.tree_unflatten(info.out_treedef, out_leaves)
         return lifted.build_output(info, out_values, out_leaves, after)
+
+
+_NODE, _ARRAY = "node", "array"
+# Argument kinds by exact type, for the types whose kind cannot change: Variables and
+# Objects are always graph leaves of the engine, jax.Arrays always pytree leaves. Other
+# types are asked each time (a node type may be registered later).
+_ARG_KINDS: dict[type, str] = {}
+
+
+def _positional_key(args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Plan key of a call whose arguments are all graph nodes, Variables or arrays.
+
+    Graph nodes and Variables count by identity (as in the general key), arrays by
+    position only; ``None`` when some argument is anything else (a container, a scalar),
+    which then goes through the general key.
+    """
+    key = []
+    for arg in args:
+        kind = _ARG_KINDS.get(type(arg))
+        if kind is None:
+            kind = _arg_kind(arg)
+            if kind is None:
+                return None
+        key.append(id(arg) if kind is _NODE else None)
+    return tuple(key)
+
+
+def _arg_kind(arg: Any) -> str | None:
+    typ = type(arg)
+    if issubclass(typ, (Variable, Object)):
+        _ARG_KINDS[typ] = _NODE
+        return _NODE
+    if isinstance(arg, jax.Array) and not is_lift_leaf(arg):
+        if typ.__module__.startswith(("jax", "jaxlib")):
+            _ARG_KINDS[typ] = _ARRAY
+        return _ARRAY
+    if is_lift_leaf(arg):
+        return _NODE
+    return None
 
 
 def _consume(iterator: Any) -> None:
@@ -178,6 +218,8 @@ class JitWrapped(Generic[P, R]):
         self.partial_args = tuple(partial_args)
         self._infer_names()
         self._plans: dict[Any, _Plan] = {}
+        self._fast_plans: dict[tuple[Any, ...], _Plan] = {}
+        self._has_static = bool(self.static_argnums or self.static_argnames)
         self._plans_epoch = -1
         self._entries: dict[Any, _Entry] = {}
 
@@ -237,19 +279,36 @@ class JitWrapped(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.partial_args:
             args = self.partial_args + args  # type: ignore[assignment]
-        dyn_args, dyn_kwargs, static_pos, static_key = self._split_static(args, kwargs)
-        flat, treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs), is_leaf=is_lift_leaf)
         epoch = structure_epoch()
         if epoch != self._plans_epoch:
             self._plans.clear()
+            self._fast_plans.clear()
             self._plans_epoch = epoch
+        # Fastest key: only positional graph nodes / Variables / arrays and nothing static
+        # (``step(model, optimizer, x, y)``): the arguments are their own flat list, so no
+        # pytree flatten is needed to find the plan.
+        fast_key = None if kwargs or self._has_static else _positional_key(args)
+        if fast_key is not None:
+            plan = self._fast_plans.get(fast_key)
+            if plan is not None:
+                return self._run(plan, args, epoch)
+        dyn_args, dyn_kwargs, static_pos, static_key = self._split_static(args, kwargs)
+        flat, treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs), is_leaf=is_lift_leaf)
         key = (treedef, tuple([id(x) for x in flat if is_lift_leaf(x)]), static_key)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._build_plan(dyn_args, dyn_kwargs, len(args), static_pos, static_key)
             epoch = structure_epoch()  # building may not change structure, but be exact
-            self._plans_epoch = epoch
+            if epoch != self._plans_epoch:
+                self._plans.clear()
+                self._fast_plans.clear()
+                self._plans_epoch = epoch
             self._plans[key] = plan
+        if fast_key is not None:
+            self._fast_plans[fast_key] = plan  # flat == list(args) for such calls
+        return self._run(plan, flat, epoch)
+
+    def _run(self, plan: _Plan, flat: Sequence[Any], epoch: int) -> Any:
         outputs = plan.entry.jitted(*plan.arrays(flat))
         out = plan.finish(outputs)
         if structure_epoch() != epoch:
