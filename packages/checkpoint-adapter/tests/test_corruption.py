@@ -27,8 +27,41 @@ def test_flipped_bytes_are_detected_by_checksum(saved):
         f.seek(os.path.getsize(data) // 2)
         f.write(b"\x00\xff\x00\xff")
     with pytest.raises(
-        checkpoint.CorruptCheckpointError, match=rf"{os.path.basename(data)}: CRC-32 .* differs"
+        checkpoint.CorruptCheckpointError, match=rf"{os.path.basename(data)}: CRC-32C .* differs"
     ):
+        checkpoint.restore(saved)
+
+
+def _as_version_1(path):
+    """Rewrites the marker as plait.checkpoint 0.1.0 wrote it: format 1, zlib CRC-32."""
+    import zlib
+
+    marker = path / "plait_checkpoint.json"
+    record = json.loads(marker.read_text())
+    del record["checksum"]
+    record["format_version"] = 1
+    for rel, entry in record["files"].items():
+        entry[1] = zlib.crc32((path / rel).read_bytes())
+    marker.write_text(json.dumps(record))
+
+
+def test_version_1_checkpoints_restore_and_verify_with_crc32(saved):
+    _as_version_1(saved)
+    np.testing.assert_array_equal(checkpoint.restore(saved)["w"], np.arange(50_000.0))
+    data = _largest_data_file(saved)
+    with open(data, "r+b") as f:
+        f.seek(os.path.getsize(data) // 2)
+        f.write(b"\x00\xff\x00\xff")
+    with pytest.raises(checkpoint.CorruptCheckpointError, match=r": CRC-32 0x.* differs"):
+        checkpoint.restore(saved)
+
+
+def test_unknown_checksum_is_refused(saved):
+    marker = saved / "plait_checkpoint.json"
+    record = json.loads(marker.read_text())
+    record["checksum"] = "md4"
+    marker.write_text(json.dumps(record))
+    with pytest.raises(checkpoint.CorruptCheckpointError, match=r"unknown checksum 'md4'"):
         checkpoint.restore(saved)
 
 

@@ -84,3 +84,28 @@ def test_shardings_tree_must_hold_shardings(tmp_path):
     checkpoint.save(tmp_path / "c", {"w": jnp.ones(2)})
     with pytest.raises(checkpoint.UnsupportedTreeError, match=r"shardings= holds a str at w"):
         checkpoint.restore(tmp_path / "c", {"w": jnp.zeros(2)}, shardings={"w": "x"})
+
+
+def test_replicas_get_their_own_buffers_and_survive_donation(tmp_path):
+    # Restore reads a range held by several devices once; each device must still get
+    # its own host memory, or donating one replica would change the others.
+    checkpoint.save(tmp_path / "c", {"w": jnp.asarray(FULL)})
+    sharding = NamedSharding(_mesh(8, (4, 2), ("a", "b")), P("a"))
+    target = {"w": jax.ShapeDtypeStruct(FULL.shape, jnp.float32, sharding=sharding)}
+    restored = checkpoint.restore(tmp_path / "c", target)["w"]
+    pointers = [shard.data.unsafe_buffer_pointer() for shard in restored.addressable_shards]
+    assert len(set(pointers)) == 8
+    doubled = jax.jit(lambda w: w * 2, donate_argnums=0)(restored)
+    np.testing.assert_array_equal(np.asarray(doubled), FULL * 2)
+    again = checkpoint.restore(tmp_path / "c", target)["w"]
+    np.testing.assert_array_equal(np.asarray(again), FULL)
+
+
+def test_restored_arrays_do_not_change_when_the_checkpoint_is_deleted(tmp_path):
+    import shutil
+
+    checkpoint.save(tmp_path / "c", {"w": jnp.asarray(FULL), "s": jnp.float32(3)})
+    restored = checkpoint.restore(tmp_path / "c")
+    shutil.rmtree(tmp_path / "c")
+    np.testing.assert_array_equal(np.asarray(restored["w"]), FULL)
+    assert float(restored["s"]) == 3.0

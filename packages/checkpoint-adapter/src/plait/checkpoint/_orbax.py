@@ -47,7 +47,11 @@ def barrier(name: str) -> None:
 
 
 def make_checkpointer(*, asynchronous: bool) -> ocp.AbstractCheckpointer:
-    handler = ocp.PyTreeCheckpointHandler()
+    # No zstd: trained float weights shrink by under 10% and compressing made saves
+    # ~4x and restores ~2x slower (plait-bench checkpoint). Reading is unaffected:
+    # compressed checkpoints (Flax/Orbax defaults) still restore, tensorstore reads
+    # the codec from each array's metadata.
+    handler = ocp.PyTreeCheckpointHandler(use_compression=False)
     if asynchronous:
         return ocp.AsyncCheckpointer(handler)
     return ocp.Checkpointer(handler)

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from . import _orbax, _variables
+from . import _direct, _orbax, _variables
 from ._errors import CheckpointError
 from ._paths import Path, show
 from ._plan import Source, Target
@@ -43,16 +43,40 @@ def _key_data_sharding(sharding: jax.sharding.Sharding, path: Path) -> jax.shard
 
 
 def _request(target: Target, source: Source) -> Any:
+    """An ArrayRequest for a device array, else Orbax RestoreArgs for a host value."""
     stored_meta = source.stored_spec
     host = source.transform is not None or source.origin == "orbax_scalar"
     if host or target.output in ("numpy", "npscalar", "python"):
         return _orbax.numpy_restore_args(stored_meta.dtype)
     sharding = target.sharding or default_sharding()
     if target.output == "key":
-        return _orbax.array_restore_args(
-            _key_data_sharding(sharding, target.path), stored_meta.shape, "uint32"
-        )
-    return _orbax.array_restore_args(sharding, stored_meta.shape, stored_meta.dtype)
+        sharding = _key_data_sharding(sharding, target.path)
+        return _direct.ArrayRequest(tuple(stored_meta.shape), np.dtype("uint32"), sharding)
+    return _direct.ArrayRequest(tuple(stored_meta.shape), np.dtype(stored_meta.dtype), sharding)
+
+
+def _read(
+    checkpointer: ocp.AbstractCheckpointer,
+    state_dir: str,
+    structure: Any,
+    requests: dict[Path, Any],
+) -> dict[Path, Any]:
+    """Device arrays through tensorstore directly where the layout allows, the rest by Orbax."""
+    driver = _direct.driver_for(state_dir)
+    direct = {p: r for p, r in requests.items() if isinstance(r, _direct.ArrayRequest)}
+    if driver is None:
+        direct = {}
+    orbax_requests = {
+        p: _orbax.array_restore_args(r.sharding, r.shape, r.dtype)
+        if isinstance(r, _direct.ArrayRequest)
+        else r
+        for p, r in requests.items()
+        if p not in direct
+    }
+    out = _orbax.read_leaves(checkpointer, state_dir, structure, orbax_requests)
+    if direct:
+        out.update(_direct.read_arrays(state_dir, driver, direct))
+    return out
 
 
 def _finish(target: Target, source: Source, raw: Any) -> Any:
@@ -96,7 +120,7 @@ def execute(
         for target, source in pairs
         if source.origin != "value"
     }
-    raw = _orbax.read_leaves(checkpointer, state_dir, structure, requests) if requests else {}
+    raw = _read(checkpointer, state_dir, structure, requests) if requests else {}
     out = {}
     for target, source in pairs:
         value = _finish(target, source, raw.get(source.stored))

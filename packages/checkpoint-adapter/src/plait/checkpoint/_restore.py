@@ -61,7 +61,9 @@ class CheckpointInfo:
 
 def _load(directory: str, verify: bool) -> dict[str, Any]:
     record = _layout.read_marker(directory)
-    _layout.verify_files(directory, record["files"], checksums=verify)
+    _layout.verify_files(
+        directory, record["files"], checksums=verify, algorithm=record["checksum"]
+    )
     return record
 
 
@@ -189,7 +191,7 @@ def restore(
         target's shardings.
       rules: adapter rules (:func:`rename`, :func:`transpose`, :func:`reshape`,
         :func:`cast`, :func:`drop`) applied to the checkpoint's entries first.
-      verify: check every file's CRC-32 against the manifest before reading (sizes
+      verify: check every file's CRC-32C against the manifest before reading (sizes
         are always checked).
 
     Returns:
