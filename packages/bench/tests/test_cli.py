@@ -12,7 +12,8 @@ from plait.bench.__main__ import SUITE_NAMES, main
 PEERS = [name for name in ("flax", "equinox") if importlib.util.find_spec(name) is not None]
 
 EXPECTED_VARIANTS = {
-    "mlp": {"floor (jax.jit)", "plait nnx.jit", "plait nnx split/merge", "plait linen"},
+    "mlp": {"floor (jax.jit)", "floor (linen layout)", "plait nnx.jit", "plait nnx split/merge",
+            "plait linen"},
     "graph": {"plait"},
     "compile": {"floor (jax)", "plait nnx", "plait linen"},
     "cnn": {"floor (jax.jit)", "plait nnx.jit", "plait linen"},
@@ -30,9 +31,12 @@ def test_each_suite_runs_with_tiny_models(suite, tmp_path):
     rows = data["rows"]
     assert {r["variant"] for r in rows} == EXPECTED_VARIANTS[suite]
     assert all(r["suite"] == suite and r["median"] > 0 for r in rows)
-    floors = [r for r in rows if r["variant"].startswith("floor")]
+    floors = [r for r in rows if r["variant"].startswith("floor (jax")]
     assert all(r["floor"]["median"] == 1.0 for r in floors)
     assert data["meta"]["settings"]["tiny"] is True
+    if suite == "mlp":
+        linen = next(r for r in rows if r["variant"] == "plait linen")
+        assert linen["vs"]["same layout"]["median"] > 0
 
 
 @pytest.mark.skipif(not PEERS, reason="the optional peers (flax, equinox) are not installed")
