@@ -77,3 +77,15 @@ __version__ = _version("plait-linen")
 
 # Layers, activations, attention, pooling and initializers (explicit ``__all__`` there).
 from .layers import *  # noqa: E402, F403
+
+# Flax's layer files are importable by their module paths (``from flax.linen.linear import
+# Dense``, ``import flax.linen.initializers``); here they live in ``.layers``, so their paths
+# under ``plait.linen`` are registered as aliases of the same module objects.
+import sys as _sys  # noqa: E402
+
+from . import layers as _layers  # noqa: E402
+
+for _name in ("activation", "attention", "batch_apply", "dtypes", "fp8_ops", "initializers",
+              "linear", "normalization", "pooling", "recurrent", "stochastic"):
+    _sys.modules.setdefault(f"{__name__}.{_name}", getattr(_layers, _name))
+del _name
