@@ -13,6 +13,7 @@ MODULES = sorted(
     info.name
     for info in pkgutil.walk_packages(plait.nnx.__path__, prefix="plait.nnx.")
     if not info.name.startswith("plait.nnx.nn")  # the layers package tests its own examples
+    and info.name != "plait.nnx.bridge"  # an alias of plait.bridge, another distribution
 )
 
 

@@ -97,6 +97,8 @@ from . import compat as compat
 from . import deprecations as deprecations
 from . import extract as extract
 from . import filterlib as filterlib
+import sys as _sys
+
 from . import graphlib as graphlib
 from . import helpers as helpers
 from . import module as module
@@ -196,6 +198,8 @@ from .transforms import vmap as vmap
 from .transforms import while_loop as while_loop
 
 graph = graphlib  # Flax keeps ``nnx.graph`` as an alias of graphlib
+# ... and ``flax.nnx.graph`` is also a module path (``from flax.nnx.graph import ...``).
+_sys.modules.setdefault(f"{__name__}.graph", graphlib)
 object = pytreelib  # noqa: A001 - Flax's alias of pytreelib (attribute only, no module file)
 
 A = _TypeVar("A")
