@@ -11,6 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+import jax
+import numpy as np
+
 
 class Tokenizer(Protocol):
     vocab_size: int
@@ -92,8 +95,32 @@ def train_sentencepiece(
 def load_or_train_tokenizer(
     documents: list[str], vocab_size: int, cache_dir: str | os.PathLike, fingerprint: str,
 ) -> SentencePieceTokenizer:
-    """The cached model for (corpus fingerprint, vocab size), trained on first use."""
+    """The cached model for (corpus fingerprint, vocab size), trained on first use.
+
+    With several JAX processes, only process 0 trains (or reads its cache) and sends the
+    model's bytes to the others, which store them in their own cache: every process
+    tokenizes with the same model, even when their cache directories are not shared and
+    training would not be reproducible across machines.
+    """
     model = Path(cache_dir) / f"spm-bpe-{vocab_size}-{fingerprint}.model"
-    if model.exists():
-        return SentencePieceTokenizer(model)
-    return train_sentencepiece(documents, vocab_size, model.with_suffix(""))
+    if jax.process_count() == 1:
+        if model.exists():
+            return SentencePieceTokenizer(model)
+        return train_sentencepiece(documents, vocab_size, model.with_suffix(""))
+    from jax.experimental import multihost_utils
+
+    primary = jax.process_index() == 0
+    payload = b""
+    if primary:
+        if not model.exists():
+            train_sentencepiece(documents, vocab_size, model.with_suffix(""))
+        payload = model.read_bytes()
+    size = int(multihost_utils.broadcast_one_to_all(np.int32(len(payload))))
+    buffer = np.frombuffer(payload, np.uint8) if primary else np.zeros(size, np.uint8)
+    received = np.asarray(multihost_utils.broadcast_one_to_all(buffer), np.uint8).tobytes()
+    if not primary and (not model.exists() or model.read_bytes() != received):
+        model.parent.mkdir(parents=True, exist_ok=True)
+        staged = model.with_suffix(f".tmp-{os.getpid()}")
+        staged.write_bytes(received)
+        os.replace(staged, model)
+    return SentencePieceTokenizer(model)
