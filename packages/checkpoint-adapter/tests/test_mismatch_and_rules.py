@@ -150,3 +150,33 @@ def test_key_rule_renames_with_groups():
     assert rule.rename_path("layers_12/kernel") == "layers/12/kernel"
     with pytest.raises(Exception, match="unterminated|missing"):
         checkpoint.KeyRule("(")
+
+
+def test_split_turns_one_entry_into_several(tmp_path):
+    fused = np.arange(3 * 2 * 4, dtype=np.float32).reshape(3, 2, 4)  # (q|k|v, heads, dim)
+    checkpoint.save(tmp_path / "c", {"attn": {"qkv": {"w": jnp.asarray(fused)}}, "b": jnp.ones(2)})
+    rules = [
+        checkpoint.split(r"attn/qkv/w$", {"attn/q": lambda w: w[0], "attn/kv": lambda w: w[1:]}),
+        checkpoint.transpose(r"attn/q$", (1, 0)),  # later rules apply to each part
+    ]
+    target = jax.eval_shape(lambda: {"attn": {"q": jnp.zeros((4, 2)), "kv": jnp.zeros((2, 2, 4))},
+                                     "b": jnp.zeros(2)})
+    restored = checkpoint.restore(tmp_path / "c", target, rules=rules)
+    np.testing.assert_array_equal(restored["attn"]["q"], fused[0].T)
+    np.testing.assert_array_equal(restored["attn"]["kv"], fused[1:])
+    np.testing.assert_array_equal(restored["b"], np.ones(2))
+
+
+def test_split_parts_are_shape_checked_and_named(tmp_path):
+    checkpoint.save(tmp_path / "c", {"qkv": jnp.zeros((3, 4))})
+    rules = [checkpoint.split(r"^qkv$", {"q": lambda w: w[0], "kv": lambda w: w[1:]})]
+    target = {"q": jnp.zeros(4), "kv": jnp.zeros((3, 4))}
+    with pytest.raises(checkpoint.CheckpointMismatchError, match=r"kv: expected float32\[3,4\].*found float32\[2,4\] after split"):
+        checkpoint.restore(tmp_path / "c", target, rules=rules)
+
+
+def test_split_rule_validation():
+    with pytest.raises(ValueError, match=r"at least one part"):
+        checkpoint.split("x", {})
+    with pytest.raises(ValueError, match=r"cannot be combined"):
+        checkpoint.KeyRule("x", replacement="y", parts=(("z", lambda w: w),))

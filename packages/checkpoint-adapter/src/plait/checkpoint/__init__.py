@@ -26,6 +26,7 @@ from ._rules import cast as cast
 from ._rules import drop as drop
 from ._rules import rename as rename
 from ._rules import reshape as reshape
+from ._rules import split as split
 from ._rules import transpose as transpose
 from ._save import save as save
 

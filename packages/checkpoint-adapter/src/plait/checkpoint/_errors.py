@@ -72,7 +72,7 @@ class UnsupportedTreeError(CheckpointError, TypeError):
 _MISMATCH_FIX: Final = (
     "Fix: restore into a target with the checkpoint's structure; pass partial=True to "
     "restore only the entries both have (the others are reported); or pass rules= "
-    "(rename / transpose / reshape / cast / drop) to adapt the checkpoint's entries."
+    "(rename / transpose / reshape / cast / split / drop) to adapt the checkpoint's entries."
 )
 
 

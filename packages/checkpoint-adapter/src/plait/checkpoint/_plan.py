@@ -143,39 +143,49 @@ def _compose(first: Callable | None, second: Callable) -> Callable:
     return lambda x: second(first(x))
 
 
+def _rewrite(
+    text: str, rules: Sequence[KeyRule], transform: Callable | None, touched: tuple[str, ...]
+) -> list[tuple[str, Callable | None, tuple[str, ...]]]:
+    """``(path, transform, rules applied)`` of each entry one checkpoint entry becomes."""
+    for index, rule in enumerate(rules):
+        if not rule.matches(text):
+            continue
+        touched = (*touched, str(rule))
+        if rule.drop:
+            return []
+        if rule.parts:
+            later = rules[index + 1 :]
+            return [
+                result
+                for part, (_, part_fn) in enumerate(rule.parts)
+                for result in _rewrite(
+                    rule.rename_part(text, part), later, _compose(transform, part_fn), touched
+                )
+            ]
+        text = rule.rename_path(text)
+        if rule.transform is not None:
+            transform = _compose(transform, rule.transform)
+    return [(text, transform, touched)]
+
+
 def apply_rules(sources: Iterable[Source], rules: Sequence[KeyRule], where: str) -> list[Source]:
-    """Applies rename / transform / drop rules; shape-checks transforms with eval_shape."""
+    """Applies rename / transform / split / drop rules; shape-checks transforms with eval_shape."""
     out: list[Source] = []
     renamed_from: dict[Path, Path] = {}
     clashes = []
     for source in sources:
         original = source.path
-        text = show(original)
-        transform = None
-        touched: list[str] = []
-        dropped = False
-        for rule in rules:
-            if not rule.matches(text):
-                continue
-            touched.append(str(rule))
-            if rule.drop:
-                dropped = True
-                break
-            text = rule.rename_path(text)
-            if rule.transform is not None:
-                transform = _compose(transform, rule.transform)
-        if dropped:
-            continue
-        source = dataclasses.replace(source, path=parse(text), rules=tuple(touched))
-        if transform is not None:
-            source = _with_transform(source, transform, where)
-        if source.path in renamed_from:
-            clashes.append(
-                f"{show(renamed_from[source.path])} and {show(original)} both become "
-                f"{show(source.path)}"
-            )
-        renamed_from[source.path] = original
-        out.append(source)
+        for text, transform, touched in _rewrite(show(original), rules, None, ()):
+            result = dataclasses.replace(source, path=parse(text), rules=touched)
+            if transform is not None:
+                result = _with_transform(result, transform, where)
+            if result.path in renamed_from:
+                clashes.append(
+                    f"{show(renamed_from[result.path])} and {show(original)} both become "
+                    f"{show(result.path)}"
+                )
+            renamed_from[result.path] = original
+            out.append(result)
     if clashes:
         raise CheckpointMismatchError(
             where,

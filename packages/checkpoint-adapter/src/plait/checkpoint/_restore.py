@@ -190,7 +190,7 @@ def restore(
         shardings with the target's (or checkpoint's) structure; overrides the
         target's shardings.
       rules: adapter rules (:func:`rename`, :func:`transpose`, :func:`reshape`,
-        :func:`cast`, :func:`drop`) applied to the checkpoint's entries first.
+        :func:`cast`, :func:`split`, :func:`drop`) applied to the checkpoint's entries first.
       verify: check every file's CRC-32C against the manifest before reading (sizes
         are always checked).
 

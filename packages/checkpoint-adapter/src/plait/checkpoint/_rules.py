@@ -1,9 +1,10 @@
-"""Adapter rules: rename, transpose, reshape, cast or drop checkpoint entries on restore.
+"""Adapter rules: rename, transpose, reshape, cast, split or drop checkpoint entries on restore.
 
 A rule matches checkpoint entry paths written with ``/`` between levels
 (``params/Dense_0/kernel``) by regular expression (``re.search``). Rules apply in
 order; each rule sees the path as renamed by the rules before it, and the value
-transforms compose. Transforms must be traceable by JAX (they are shape-checked with
+transforms compose. A ``split`` rule turns one entry into several (a fused
+query/key/value kernel into separate ones); the rules after it apply to each part. Transforms must be traceable by JAX (they are shape-checked with
 ``jax.eval_shape`` before anything is read) and run on the host copy of the array.
 """
 
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
 
-__all__ = ["KeyRule", "cast", "drop", "rename", "reshape", "transpose"]
+__all__ = ["KeyRule", "cast", "drop", "rename", "reshape", "split", "transpose"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,8 @@ class KeyRule:
       transform: if set, a function applied to the entry's array (host NumPy array;
         must also accept a JAX tracer, for shape checking).
       drop: if True, the entry is ignored (neither restored nor reported unexpected).
+      parts: if set, the entry becomes one entry per ``(replacement, transform)``
+        pair: path ``re.sub(pattern, replacement, path)``, value ``transform(array)``.
       description: shown in error messages.
 
     Example:
@@ -43,10 +46,16 @@ class KeyRule:
     replacement: str | None = None
     transform: Callable[[Any], Any] | None = None
     drop: bool = False
+    parts: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
     description: str = ""
 
     def __post_init__(self):
         re.compile(self.pattern)
+        if self.parts and (self.replacement is not None or self.transform is not None):
+            raise ValueError(
+                f"KeyRule({self.pattern!r}): parts= gives each part its own path and transform; "
+                "replacement= and transform= cannot be combined with it."
+            )
 
     def matches(self, path: str) -> bool:
         return re.search(self.pattern, path) is not None
@@ -55,6 +64,10 @@ class KeyRule:
         if self.replacement is None:
             return path
         return re.sub(self.pattern, self.replacement, path)
+
+    def rename_part(self, path: str, index: int) -> str:
+        """The path of part ``index`` of a ``split`` rule."""
+        return re.sub(self.pattern, self.parts[index][0], path)
 
     def __str__(self) -> str:
         return self.description or f"KeyRule({self.pattern!r})"
@@ -118,6 +131,27 @@ def cast(pattern: str, dtype: Any) -> KeyRule:
         transform=lambda x: x.astype(dtype_t),
         description=f"cast({pattern!r}, {dtype_t.name})",
     )
+
+
+def split(pattern: str, parts: Mapping[str, Callable[[Any], Any]]) -> KeyRule:
+    """Splits each matching entry into several: ``{replacement: transform}`` per part.
+
+    Each part's path is ``re.sub(pattern, replacement, path)`` and its value
+    ``transform(array)``. Typical use: a fused ``qkv`` kernel stored as one array of
+    shape ``(3, heads, d, head_dim)`` into the separate projections a model holds.
+    The entry is read once; every part is cut from that host copy.
+
+    Example:
+      >>> import numpy as np
+      >>> rule = split(r"qkv/w$", {"q/w": lambda w: w[0], "kv/w": lambda w: w[1:]})
+      >>> rule.rename_part("attn/qkv/w", 0), rule.rename_part("attn/qkv/w", 1)
+      ('attn/q/w', 'attn/kv/w')
+    """
+    if not parts:
+        raise ValueError(f"split({pattern!r}, ...) needs at least one part.")
+    pairs = tuple((str(replacement), fn) for replacement, fn in parts.items())
+    names = ", ".join(replacement for replacement, _ in pairs)
+    return KeyRule(pattern, parts=pairs, description=f"split({pattern!r} -> {names})")
 
 
 def drop(pattern: str) -> KeyRule:
