@@ -82,6 +82,24 @@ def test_loaded_weights_give_the_hand_assigned_forward(micro_config, tmp_path, g
         np.testing.assert_array_equal(a, b)
 
 
+def test_gemma1_fused_qkv_is_split_into_q_and_kv(micro_config, tmp_path, jitted_forward):
+    config = dataclasses.replace(micro_config, num_kv_heads=micro_config.num_heads)
+    tree = google_layout_tree(config, gating_layout="embed_first")
+    for i in range(config.num_layers):
+        attn = tree["transformer"][f"layer_{i}"]["attn"]
+        q, kv = attn.pop("q_einsum")["w"], attn.pop("kv_einsum")["w"]
+        attn["qkv_einsum"] = {"w": np.concatenate([q[None], kv], axis=0)}  # (3, heads, d, hd)
+    ocp.PyTreeCheckpointer().save(tmp_path / "g", tree)
+    loaded = load_gemma_weights(tmp_path / "g", config)
+    for i, block in enumerate(loaded.layers):
+        fused = tree["transformer"][f"layer_{i}"]["attn"]["qkv_einsum"]["w"]
+        np.testing.assert_array_equal(block.attn.q_proj[...], fused[0].transpose(1, 0, 2))
+        np.testing.assert_array_equal(block.attn.kv_proj[...], fused[1:].transpose(0, 2, 1, 3))
+    expected = assign_by_hand(config, google_layout_tree(config, gating_layout="embed_first"), "embed_first")
+    tokens = jnp.array([[1, 5, 9, 13, 17, 21, 25, 29]])
+    np.testing.assert_allclose(jitted_forward(loaded)(tokens), jitted_forward(expected)(tokens), rtol=1e-6, atol=1e-6)
+
+
 def test_weights_cast_to_param_dtype(micro_config, tmp_path):
     ocp.PyTreeCheckpointer().save(tmp_path / "g", google_layout_tree(micro_config, gating_layout="hidden_first"))
     loaded = load_gemma_weights(tmp_path / "g", dataclasses.replace(micro_config, param_dtype="bfloat16"))

@@ -13,6 +13,7 @@ arrays are read once, straight into the target's dtype and sharding.
 | embedder/input_embedding      | (vocab, d)            | embedder/embedding (same)     |
 | layer_i/attn/q_einsum         | (heads, d, hd)        | layers/i/attn/q_proj (d, heads, hd) |
 | layer_i/attn/kv_einsum        | (2, kv, d, hd)        | layers/i/attn/kv_proj (2, d, kv, hd) |
+| layer_i/attn/qkv_einsum [2]_  | (3, heads, d, hd)     | q_proj and kv_proj, as above  |
 | layer_i/attn/attn_vec_einsum  | (heads, hd, d)        | layers/i/attn/o_proj (same)   |
 | layer_i/attn/_query_norm      | (hd,)                 | layers/i/attn/query_norm      |
 | layer_i/mlp/gating_einsum     | (2, hidden, d) [1]_   | layers/i/mlp/gate_up_proj (2, d, hidden) |
@@ -20,6 +21,8 @@ arrays are read once, straight into the target's dtype and sharding.
 +-------------------------------+-----------------------+-------------------------------+
 
 .. [1] Gemma 3 checkpoints; older ones store ``(2, d, hidden)`` (``gating_layout``).
+.. [2] Gemma 1 checkpoints with as many key/value heads as query heads fuse the three
+   projections; a ``split`` rule cuts them apart on read.
 """
 
 from __future__ import annotations
@@ -80,6 +83,10 @@ def gemma_key_rules(config: ModelConfig, *, gating_layout: str = "auto") -> list
         ckpt.drop(r"^siglip"),
         ckpt.rename(r"^layer_(\d+)/", r"layers/\1/"),
         ckpt.rename(r"^embedder/input_embedding$", "embedder/embedding"),
+        # Gemma 1 (multi-head attention) fuses the projections; the rules below then
+        # transpose each part like the unfused entries.
+        ckpt.split(r"/attn/qkv_einsum/w$", {"/attn/q_proj": lambda w: w[0],
+                                              "/attn/kv_proj": lambda w: w[1:]}),
         ckpt.rename(r"/attn/q_einsum/w$", "/attn/q_proj"),
         ckpt.transpose(r"/attn/q_proj$", (1, 0, 2)),
         ckpt.rename(r"/attn/kv_einsum/w$", "/attn/kv_proj"),
