@@ -96,22 +96,34 @@ def floor_variant(depth: int, opt: str) -> Step:
             x = jax.nn.relu(x)
         return x, new_stats
 
+    def stats_of(state):
+        return state["stats"]
+
+    def rest_after(state, new_stats):
+        return {"stats": new_stats, "counts": jax.tree.map(lambda c: c + 1, state["counts"])}
+
+    return _stepper(_hand_written_step(tx, forward, stats_of, rest_after), state, *batch())
+
+
+def _hand_written_step(tx: optax.GradientTransformation, forward: Callable, stats_of: Callable,
+                       rest_after: Callable) -> Callable:
+    """The floors' jitted step; ``stats_of`` / ``rest_after`` read and rebuild their layout."""
+
     @jax.jit
     def step(state, x, y):
         def loss_fn(params):
-            out, new_stats = forward(params, state["stats"], x)
+            out, new_stats = forward(params, stats_of(state), x)
             return jnp.mean((out - y) ** 2), new_stats
 
         (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt"], state["params"])
         return {
             "params": optax.apply_updates(state["params"], updates),
-            "stats": jax.lax.stop_gradient(new_stats),
-            "counts": jax.tree.map(lambda c: c + 1, state["counts"]),
+            **rest_after(state, jax.lax.stop_gradient(new_stats)),
             "opt": opt_state,
         }, loss
 
-    return _stepper(step, state, *batch())
+    return step
 
 
 LINEN_LAYOUT_FLOOR = "floor (linen layout)"
@@ -150,22 +162,14 @@ def linen_layout_floor_variant(depth: int, opt: str) -> Step:
             x = jax.nn.relu(x)
         return x, new_stats
 
-    @jax.jit
-    def step(state, x, y):
-        def loss_fn(params):
-            out, new_stats = forward(params, state["rest"]["batch_stats"], x)
-            return jnp.mean((out - y) ** 2), new_stats
+    def stats_of(state):
+        return state["rest"]["batch_stats"]
 
-        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt"], state["params"])
+    def rest_after(state, new_stats):
         counter = jax.tree.map(lambda c: c + 1, state["rest"]["counter"])
-        return {
-            "params": optax.apply_updates(state["params"], updates),
-            "rest": {"batch_stats": jax.lax.stop_gradient(new_stats), "counter": counter},
-            "opt": opt_state,
-        }, loss
+        return {"rest": {"batch_stats": new_stats, "counter": counter}}
 
-    return _stepper(step, state, *batch())
+    return _stepper(_hand_written_step(tx, forward, stats_of, rest_after), state, *batch())
 
 
 # ----------------------------------------------------------------------------- nnx API
