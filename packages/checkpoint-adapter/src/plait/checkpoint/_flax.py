@@ -33,8 +33,7 @@ from . import _orbax
 from ._errors import CheckpointMismatchError, IncompleteCheckpointError
 from ._paths import Path, show
 from ._plan import Source, apply_rules, flatten_target, match
-from ._read import execute
-from ._restore import PartialRestore
+from ._restore import fill_target
 from ._rules import KeyRule
 from ._spec import Spec
 
@@ -215,17 +214,4 @@ def load_flax_checkpoint(
     _, alignment, candidate = best
     note = f"  Checkpoint layout assumed: {alignment.name} (the closest of the layouts tried)."
     plan = match(targets, candidate, partial=partial, where=state_dir, note=note)
-    checkpointer = _orbax.make_checkpointer(asynchronous=False)
-    try:
-        values = execute(checkpointer, state_dir, structure, plan.pairs)
-    finally:
-        checkpointer.close()
-    tree = treedef.unflatten([values.get(t.path, t.leaf) for t in targets])
-    if not partial:
-        return tree
-    return PartialRestore(
-        tree,
-        restored=tuple(show(t.path) for t, _ in plan.pairs),
-        missing=tuple(show(t.path) for t in plan.missing),
-        unused=tuple(show(s.path) for s in plan.unused),
-    )
+    return fill_target(state_dir, structure, plan, targets, treedef, partial=partial)

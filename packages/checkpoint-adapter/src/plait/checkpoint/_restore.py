@@ -11,8 +11,8 @@ import numpy as np
 
 from . import _layout, _orbax
 from ._errors import CorruptCheckpointError
-from ._paths import show
-from ._plan import Source, Target, apply_rules, flatten_target, match, sharding_lookup
+from ._paths import Path, show
+from ._plan import Plan, Source, Target, apply_rules, flatten_target, match, sharding_lookup
 from ._read import default_sharding, execute
 from ._rules import KeyRule
 from ._spec import Spec
@@ -213,21 +213,41 @@ def restore(
     directory = os.path.abspath(os.fspath(directory))
     record = _load(directory, verify)
     sources, structure, state_dir = _sources(directory, record)
+    if target is None:
+        if rules:
+            raise TypeError("rules= need a target: restore(directory, target, rules=...).")
+        lookup = sharding_lookup(shardings)
+        pairs = [(_self_target(source, lookup), source) for source in sources]
+        values = read_pairs(state_dir, structure, pairs)
+        return rebuild(record["tree"], values.__getitem__)
+    targets, treedef = flatten_target(target, shardings)
+    sources = apply_rules(sources, rules, directory)
+    plan = match(targets, sources, partial=partial, where=directory)
+    return fill_target(state_dir, structure, plan, targets, treedef, partial=partial)
+
+
+def read_pairs(
+    state_dir: str | None, structure: Any, pairs: Sequence[tuple[Target, Source]]
+) -> dict[Path, Any]:
+    """Reads every paired entry with a checkpointer of its own (closed afterwards)."""
     checkpointer = _orbax.make_checkpointer(asynchronous=False)
     try:
-        if target is None:
-            if rules:
-                raise TypeError("rules= need a target: restore(directory, target, rules=...).")
-            lookup = sharding_lookup(shardings)
-            pairs = [(_self_target(source, lookup), source) for source in sources]
-            values = execute(checkpointer, state_dir, structure, pairs)
-            return rebuild(record["tree"], values.__getitem__)
-        targets, treedef = flatten_target(target, shardings)
-        sources = apply_rules(sources, rules, directory)
-        plan = match(targets, sources, partial=partial, where=directory)
-        values = execute(checkpointer, state_dir, structure, plan.pairs)
+        return execute(checkpointer, state_dir, structure, pairs)
     finally:
         checkpointer.close()
+
+
+def fill_target(
+    state_dir: str | None,
+    structure: Any,
+    plan: Plan,
+    targets: Sequence[Target],
+    treedef: Any,
+    *,
+    partial: bool,
+) -> Any:
+    """The target tree with the plan's entries read in (a PartialRestore when ``partial``)."""
+    values = read_pairs(state_dir, structure, plan.pairs)
     tree = treedef.unflatten([values.get(t.path, t.leaf) for t in targets])
     if not partial:
         return tree
