@@ -141,6 +141,36 @@ def test_vjp_and_jvp_match_pure_jax():
     np.testing.assert_allclose(tangent, ref_tangent, rtol=1e-5)
 
 
+def test_vjp_function_is_a_pytree_usable_as_a_custom_vjp_residual():
+    w = jnp.array([1.0, -2.0])
+
+    class Lin(pc.Object):
+        def __init__(self) -> None:
+            self.w = pc.Param(w)
+
+    _, vjp_fn = pc.vjp(lambda m, x: m.w[...] * x, Lin(), jnp.array([3.0, 4.0]))
+    leaves, treedef = jax.tree_util.tree_flatten(vjp_fn)
+    assert leaves  # the residuals are its leaves, as for jax.vjp's function
+    m_ct, x_ct = jax.tree_util.tree_unflatten(treedef, leaves)(jnp.ones(2))
+    np.testing.assert_allclose(m_ct["w"][...], [3.0, 4.0])
+    np.testing.assert_allclose(x_ct, w)
+
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sum(x * w)
+
+    def f_fwd(x):
+        out, back = pc.vjp(lambda m, x: jnp.sum(m.w[...] * x), Lin(), x)
+        return out, back
+
+    def f_bwd(back, g):
+        _, x_ct = back(g)
+        return (2 * x_ct,)
+
+    f.defvjp(f_fwd, f_bwd)
+    np.testing.assert_allclose(jax.grad(f)(jnp.array([3.0, 4.0])), 2 * w)
+
+
 class Foo(pc.Object):
     def __init__(self) -> None:
         self.x = pc.Param(jnp.array(1.0))

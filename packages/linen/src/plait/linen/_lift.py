@@ -1,18 +1,33 @@
-"""Scope-level lifting: JAX transforms of functions that take a :class:`Scope`.
+"""Scope-level lifting: Linen's transforms of functions that take a :class:`Scope`.
 
-Every lifted transform follows one recipe:
+Linen does not lift JAX transforms itself: every lifted transform is an adapter over
+plait.core's lifting engine (``plait.core.vmap``, ``scan``, ``jit``, ``remat``, ``cond``...),
+the same engine NNX's transforms use. One recipe:
 
 1. **pack** the outer scope: group its variables by collection filters (one group per
-   ``variable_axes`` entry, broadcast, carry...) and draw one key per RNG stream;
-2. call the JAX transform on a **pure** function of (variable groups, keys, arguments) that
-   builds an inner root scope at the same path, runs the scope function on it, and returns
-   its output together with the inner scope's mutated collections;
-3. **write back** the returned collections into the outer scope.
+   ``variable_axes`` entry, broadcast, carry...) and wrap each group in core Variables of
+   the collection's type (:func:`to_variables`); boxed metadata (``Partitioned``) rides on
+   the Variable as metadata with ``on_add_axis`` / ``on_remove_axis`` hooks. Draw one key
+   per RNG stream;
+2. call the core transform on a function of (Variable groups, keys, arguments) with one
+   prefix entry per group (its axis, ``None`` to broadcast, ``Carry``...). Inside, an
+   inner root scope at the same path is built from the lifted Variables' values and the
+   scope function runs on it. Updated variables are stored into the lifted Variables (the
+   engine writes them back with their group's axis); variables created inside (init) leave
+   as new Variables in the output, where the engine stacks them along the group's out axis.
+   The engine's ``transform_metadata`` step calls the hooks, so boxes gain or lose the
+   mapped axis;
+3. **write back** the Variables' values into the outer scope.
 
-Boxed metadata (``Partitioned``) follows axes that vmap/scan add or remove
-(``metadata_params``). Collections matched by no filter are invisible inside the transform.
-Module-level transforms (``nn.vmap``, ``nn.scan`` ...) in :mod:`._transforms` are thin
-layers over these functions.
+``jit`` is the exception to step 1: its collections enter ``plait.core.jit`` as plain
+arrays (see :func:`_jitted`), and the mutated collections come back as its output.
+``scan`` runs its first step outside the loop when it must create broadcast or carried
+variables (see :mod:`._lift_scan`), and ``cond`` / ``switch`` run every branch once during
+init, because the engine's loops and branches keep the structure of their inputs fixed.
+
+Collections matched by no filter are invisible inside the transform. Module-level
+transforms (``nn.vmap``, ``nn.scan`` ...) in :mod:`._transforms` are thin layers over these
+functions.
 """
 
 from __future__ import annotations
@@ -24,8 +39,10 @@ from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
+from plait import core
 
 from . import _meta as meta
+from ._collections import collection_type
 from ._errors import LiftedVariableLayoutError
 from ._filters import (
     CollectionFilter,
@@ -86,6 +103,140 @@ def _union(filters: Sequence[CollectionFilter]) -> CollectionFilter:
     return result
 
 
+# --- scope variables as core Variables ------------------------------------------------------
+
+# Metadata key holding a boxed leaf's box without its value (a one-level PyTreeDef).
+_BOX = "linen_box"
+
+
+def _is_variable(x: Any) -> bool:
+    return isinstance(x, core.Variable)
+
+
+def _split_box(box: Any) -> tuple[Any, Any]:
+    """``(value, shell)`` of an AxisMetadata box; ``shell.unflatten([value])`` rebuilds it."""
+    (value,), shell = jax.tree_util.tree_flatten(box, is_leaf=lambda x: x is not box)
+    return value, shell
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _AxisHook:
+    """Variable hook that moves a box's metadata with the axis the engine adds or removes.
+
+    The engine hands hooks only the mesh axis name; Linen boxes take the whole
+    ``metadata_params`` dict, which the hook carries. Equal hooks compare equal so that a
+    Variable's metadata does not defeat the engine's trace cache.
+    """
+
+    add: bool
+    params: tuple
+
+    def __call__(self, var: Any, index: int, _axis_name: Any) -> None:
+        box = var.get_metadata(_BOX).unflatten([var.get_raw_value()])
+        params = dict(self.params)
+        box = box.add_axis(index, params) if self.add else box.remove_axis(index, params)
+        var.set_metadata(_BOX, _split_box(box)[1])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _AxisHook) and (self.add, self.params) == (other.add, other.params)
+
+    def __hash__(self) -> int:
+        try:
+            return hash((self.add, self.params))
+        except TypeError:
+            return hash(self.add)
+
+
+def _wrap_leaf(typ: type, leaf: Any, params: Mapping[Any, Any] | None) -> Any:
+    if not meta.is_axis_metadata(leaf):
+        return typ(leaf)
+    value, shell = _split_box(leaf)
+    if params is None:
+        return typ(value, **{_BOX: shell})
+    items = tuple(params.items())
+    return typ(
+        value,
+        **{_BOX: shell, "on_add_axis": _AxisHook(True, items),
+           "on_remove_axis": _AxisHook(False, items)},
+    )
+
+
+def _unwrap_leaf(var: Any) -> Any:
+    shell = var.get_metadata(_BOX, None)
+    value = var.get_raw_value()
+    return value if shell is None else shell.unflatten([value])
+
+
+def to_variables(
+    group: Mapping[str, Any], params: Mapping[Any, Any] | None = None, typ: type | None = None
+) -> dict:
+    """``{collection: tree}`` with every leaf (box) wrapped in the collection's Variable type.
+
+    ``params`` (``metadata_params``) is given for transforms that add or remove an axis:
+    boxed leaves then get hooks that update the box when the engine moves the axis.
+    ``typ`` overrides the type (core's vjp/jvp differentiate ``Param`` Variables).
+    """
+    out = {}
+    for col, tree in group.items():
+        col_typ = collection_type(col) if typ is None else typ
+        out[col] = jax.tree_util.tree_map(
+            lambda leaf, t=col_typ: _wrap_leaf(t, leaf, params), tree,
+            is_leaf=meta.is_axis_metadata,
+        )
+    return out
+
+
+def from_variables(group: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`to_variables`: the raw (boxed) values."""
+    return {
+        col: jax.tree_util.tree_map(_unwrap_leaf, tree, is_leaf=_is_variable)
+        for col, tree in group.items()
+    }
+
+
+def store(
+    lifted: Mapping[str, Any] | None,
+    updated: Mapping[str, Any],
+    params: Mapping[Any, Any] | None = None,
+) -> dict[str, Any]:
+    """Puts ``updated`` collections into the lifted Variables inside a core transform.
+
+    A collection whose structure is unchanged is written into its input Variables (the
+    engine writes them back along the group's axis); the others (created or grown inside)
+    are returned as new Variables, to leave the transform as outputs.
+    """
+    created = {}
+    for col, tree in updated.items():
+        current = None if lifted is None else lifted.get(col)
+        if current is not None:
+            vars_, vars_def = jax.tree_util.tree_flatten(current, is_leaf=_is_variable)
+            leaves, leaves_def = jax.tree_util.tree_flatten(tree, is_leaf=meta.is_axis_metadata)
+            if vars_def == leaves_def and all(
+                meta.is_axis_metadata(leaf) == (v.get_metadata(_BOX, None) is not None)
+                for v, leaf in zip(vars_, leaves, strict=True)
+            ):
+                for v, leaf in zip(vars_, leaves, strict=True):
+                    v.set_raw_value(_split_box(leaf)[0] if meta.is_axis_metadata(leaf) else leaf)
+                continue
+        created[col] = to_variables({col: tree}, params)[col]
+    return created
+
+
+def updated_collections(
+    scope: Scope, lifted: Mapping[str, Any], created: Mapping[str, Any]
+) -> dict[str, Any]:
+    """After a core transform: the mutable lifted collections plus the created ones."""
+    out = {col: tree for col, tree in from_variables(lifted).items()
+           if scope.is_mutable_collection(col)}
+    out.update(from_variables(created))
+    return out
+
+
+def metadata_for_engine(params: Mapping[Any, Any]) -> dict[Any, Any]:
+    """``transform_metadata`` for core vmap/scan: the engine then runs the box hooks."""
+    return {core.PARTITION_NAME: params.get(meta.PARTITION_NAME)}
+
+
 # --- packing / unpacking -----------------------------------------------------------------
 
 
@@ -137,15 +288,14 @@ def _moveaxis(tree: Any, src: int, dst: int) -> Any:
     return jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, src, dst), tree)
 
 
-def _check_structure(before: Any, after: Any, transform: str, what: str, path: str) -> None:
-    if jax.tree_util.tree_structure(before) != jax.tree_util.tree_structure(after):
-        raise LiftedVariableLayoutError(
-            f"{transform} in module {path!r}: the {what} variables changed structure inside "
-            f"the loop body (before: {jax.tree_util.tree_structure(before)}, after: "
-            f"{jax.tree_util.tree_structure(after)}).\n"
-            "Fix: create these variables before the loop (run the body once when "
-            "initializing), or make them mutable only during init()."
-        )
+def raise_structure_error(before: Any, after: Any, transform: str, what: str, path: str) -> None:
+    raise LiftedVariableLayoutError(
+        f"{transform} in module {path!r}: the {what} variables changed structure inside "
+        f"the loop body (before: {jax.tree_util.tree_structure(before)}, after: "
+        f"{jax.tree_util.tree_structure(after)}).\n"
+        "Fix: create these variables before the loop (run the body once when "
+        "initializing), or make them mutable only during init()."
+    )
 
 
 # --- jit ---------------------------------------------------------------------------------
@@ -192,17 +342,16 @@ def _jitted(
     device: Any,
     backend: Any,
 ) -> Callable[..., Any]:
-    kwargs: dict[str, Any] = {}
-    if device is not None:
-        kwargs["device"] = device
-    if backend is not None:
-        kwargs["backend"] = backend
-    return jax.jit(
+    # One core-jitted body per configuration. The collections go in as plain arrays, not
+    # Variables: core.jit keys its call plans by the identity of the Variables passed, and
+    # Variables made afresh on every call would miss that cache and pile up plans.
+    return core.jit(
         _jit_body,
         static_argnums=(0, *(i + 3 for i in static_argnums)),
         static_argnames=static_argnames,
         donate_argnums=tuple(i + 3 for i in donate_argnums),
-        **kwargs,
+        device=device,
+        backend=backend,
     )
 
 
@@ -225,7 +374,7 @@ def jit(
     backend: str | None = None,
     fn_key: Any = None,
 ) -> ScopeFn:
-    """Lifted ``jax.jit`` of ``fn(scope, *args)``.
+    """Lifted ``jax.jit`` of ``fn(scope, *args)`` (core's ``jit``).
 
     ``fn_key`` identifies ``fn`` for jax's trace cache (defaults to ``fn`` itself): calls
     with an equal key, the same path, mutability and static arguments reuse the compiled
@@ -267,7 +416,8 @@ def checkpoint(
     static_argnums: int | tuple[int, ...] = (),
     policy: Callable[..., bool] | None = None,
 ) -> ScopeFn:
-    """Lifted ``jax.checkpoint`` (rematerialization) of ``fn(scope, *args)``."""
+    """Lifted ``jax.checkpoint`` (rematerialization) of ``fn(scope, *args)`` (core's
+    ``remat``)."""
     static = tuple(i + 2 for i in _as_tuple(static_argnums))
 
     def wrapper(scope: Scope, *args: Any, **kwargs: Any) -> Any:
@@ -275,15 +425,16 @@ def checkpoint(
         keys = draw_rngs(scope, rngs)
 
         def pure(group: dict[str, Any], keys: dict[str, Any], *args: Any) -> Any:
-            inner = inner_scope(scope, group, keys, variables)
+            inner = inner_scope(scope, from_variables(group), keys, variables)
             y = fn(inner, *args, **kwargs)  # keyword arguments are constants of the remat
-            return y, inner.mutable_variables()
+            return y, store(group, inner.mutable_variables())
 
-        rematted = jax.checkpoint(
+        rematted = core.remat(
             pure, prevent_cse=prevent_cse, static_argnums=static, policy=policy
         )
-        y, mutated = rematted(group, keys, *args)
-        write_back(scope, mutated)
+        lifted = to_variables(group)
+        y, created = rematted(lifted, keys, *args)
+        write_back(scope, updated_collections(scope, lifted, created))
         return y
 
     return wrapper
@@ -339,7 +490,7 @@ def vmap(
     spmd_axis_name: Any = None,
     metadata_params: Mapping[Any, Any] | None = None,
 ) -> ScopeFn:
-    """Lifted ``jax.vmap`` of ``fn(scope, *args)``.
+    """Lifted ``jax.vmap`` of ``fn(scope, *args)`` (core's ``vmap``).
 
     ``variable_axes`` maps collection filters to the axis of the stacked variables (``None``
     broadcasts them); ``split_rngs`` maps stream filters to whether each vmapped instance
@@ -347,6 +498,10 @@ def vmap(
     """
     in_filters, in_var_axes, out_filters, out_var_axes = _split_in_out(variable_axes)
     params = dict(metadata_params or {})
+    # Output group j writes into input group i when the entry is a plain axis (same axis on
+    # both sides); In/Out entries change the axis, so their collections leave as outputs.
+    plain = [f for f, ax in variable_axes.items() if not isinstance(ax, (In, Out))]
+    in_of_out = [in_filters.index(f) if f in plain else None for f in out_filters]
 
     def wrapper(scope: Scope, *args: Any, **kwargs: Any) -> Any:
         groups = group_collections(scope.variables(), in_filters)
@@ -369,34 +524,39 @@ def vmap(
         arg_axes = (
             (in_axes,) * len(args) if isinstance(in_axes, (int, type(None))) else tuple(in_axes)
         )
+        lifted = tuple(to_variables(g, params) for g in groups)
 
         # Keyword arguments are broadcast (closed over), e.g. ``train=True`` flags.
         def pure(groups: tuple, split_keys: dict, bcast_keys: dict, *args: Any):
-            groups = tuple(
-                meta.remove_axis(g, ax, params) if ax is not None else g
-                for g, ax in zip(groups, in_var_axes, strict=True)
-            )
             inner = inner_scope(
-                scope, _merge(*groups), {**split_keys, **bcast_keys}, _union(out_filters)
+                scope,
+                _merge(*(from_variables(g) for g in groups)),
+                {**split_keys, **bcast_keys},
+                _union(out_filters),
             )
             y = fn(inner, *args, **kwargs)
             out_groups = group_collections(inner.mutable_variables(), out_filters)
-            out_groups = tuple(
-                meta.add_axis(g, ax, params) if ax is not None else g
-                for g, ax in zip(out_groups, out_var_axes, strict=True)
+            created = tuple(
+                store(None if i is None else groups[i], g, params)
+                for g, i in zip(out_groups, in_of_out, strict=True)
             )
-            return y, out_groups
+            return y, created
 
-        vmapped = jax.vmap(
+        vmapped = core.vmap(
             pure,
             in_axes=(tuple(in_var_axes), 0, None, *arg_axes),
             out_axes=(out_axes, tuple(out_var_axes)),
             axis_size=size,
             axis_name=axis_name,
             spmd_axis_name=spmd_axis_name,
+            transform_metadata=metadata_for_engine(params),
         )
-        y, out_groups = vmapped(tuple(groups), split_keys, bcast_keys, *args)
-        write_back(scope, *out_groups)
+        y, created = vmapped(lifted, split_keys, bcast_keys, *args)
+        for j, (g, i) in enumerate(zip(created, in_of_out, strict=True)):
+            kept = {} if i is None else {
+                c: t for c, t in lifted[i].items() if in_filter(out_filters[j], c)
+            }
+            write_back(scope, updated_collections(scope, kept, g))
         return y
 
     return wrapper

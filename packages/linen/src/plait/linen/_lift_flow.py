@@ -1,4 +1,9 @@
-"""Lifted control flow, autodiff and variable mapping over scopes; see :mod:`._lift`."""
+"""Lifted control flow, autodiff and variable mapping over scopes; see :mod:`._lift`.
+
+``switch`` / ``cond``, ``while_loop``, ``vjp``, ``jvp``, ``value_and_grad`` and ``custom_vjp``
+run on plait.core's transforms of the same names. ``map_variables``, ``add_metadata_axis``
+and ``fold_rngs`` involve no JAX transform and work on the scope directly.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+from plait import core
 
 from . import _meta as meta
 from ._errors import LiftedVariableLayoutError
@@ -20,13 +25,17 @@ from ._filters import (
 )
 from ._lift import (
     ScopeFn,
-    _check_structure,
     _keep_existing,
     _merge,
     _only_mutable,
     _rng_split_flags,
     draw_rngs,
+    from_variables,
     inner_scope,
+    raise_structure_error,
+    store,
+    to_variables,
+    updated_collections,
     write_back,
 )
 from ._scope import Scope
@@ -62,7 +71,7 @@ def switch(
     variables: CollectionFilter = True,
     rngs: PRNGSequenceFilter = True,
 ) -> Any:
-    """Lifted ``lax.switch``: runs ``branches[index](scope, *operands)``."""
+    """Lifted ``lax.switch`` (core's ``switch``): runs ``branches[index](scope, *operands)``."""
     if scope.get_flag("initializing", False):
         _precreate(scope, branches, variables, rngs, operands)
     (group,) = group_collections(scope.variables(), [variables])
@@ -70,21 +79,24 @@ def switch(
 
     def make_branch(fn: ScopeFn) -> Callable[..., Any]:
         def branch(group: dict, keys: dict, *operands: Any) -> tuple:
-            inner = inner_scope(scope, group, keys, variables)
+            inner = inner_scope(scope, from_variables(group), keys, variables)
             y = fn(inner, *operands)
-            return y, inner.mutable_variables()
+            return y, store(group, inner.mutable_variables())
 
         return branch
 
+    lifted = to_variables(group)
     try:
-        y, mutated = lax.switch(index, [make_branch(b) for b in branches], group, keys, *operands)
-    except TypeError as e:
+        y, created = core.switch(
+            index, [make_branch(b) for b in branches], lifted, keys, *operands
+        )
+    except (TypeError, core.PlaitCoreError) as e:  # core: branch results differ
         raise LiftedVariableLayoutError(
             f"nn.cond/nn.switch in module {scope.path_text!r}: the branches returned different "
             f"output or variable structures ({e}).\nFix: make every branch create the same "
             "variables and return outputs of the same shape and dtype."
         ) from e
-    write_back(scope, mutated)
+    write_back(scope, updated_collections(scope, lifted, created))
     return y
 
 
@@ -113,9 +125,11 @@ def while_loop(
     broadcast_variables: CollectionFilter = True,
     split_rngs: Mapping[PRNGSequenceFilter, bool] | None = None,
 ) -> Any:
-    """Lifted ``lax.while_loop``; ``carry_variables`` collections are updated by the body,
-    ``broadcast_variables`` are read-only. Streams with ``split_rngs`` get a new key per
-    iteration."""
+    """Lifted ``lax.while_loop`` (core's ``while_loop``).
+
+    ``carry_variables`` collections are updated by the body, ``broadcast_variables`` are
+    read-only. Streams with ``split_rngs`` get a new key per iteration.
+    """
     carry_group, bcast_group = group_collections(
         scope.variables(), [carry_variables, broadcast_variables]
     )
@@ -126,26 +140,33 @@ def while_loop(
     def iteration_rngs(i: Any) -> dict:
         return {k: jax.random.fold_in(v, i) if split_flags[k] else v for k, v in keys.items()}
 
+    # The carried collections are the engine's loop state (Variables updated in place);
+    # broadcast ones are constants of the loop.
     def cond_wrapper(state: tuple) -> Any:
         carry_vars, carry, i = state
-        inner = inner_scope(scope, _merge(bcast_group, carry_vars), iteration_rngs(i), False)
+        inner = inner_scope(
+            scope, _merge(bcast_group, from_variables(carry_vars)), iteration_rngs(i), False
+        )
         return cond_fn(inner, carry)
 
     def body_wrapper(state: tuple) -> tuple:
         carry_vars, carry, i = state
         inner = inner_scope(
-            scope, _merge(bcast_group, carry_vars), iteration_rngs(i), carry_variables
+            scope, _merge(bcast_group, from_variables(carry_vars)), iteration_rngs(i),
+            carry_variables,
         )
         carry = body_fn(inner, carry)
         (new_vars,) = group_collections(inner.mutable_variables(), [carry_variables])
-        new_vars = new_vars if new_vars else carry_vars
-        _check_structure(carry_vars, new_vars, "nn.while_loop", "carry", scope.path_text)
-        return new_vars, carry, i + 1
+        if store(carry_vars, new_vars):  # a carry variable was created or reshaped
+            raise_structure_error(from_variables(carry_vars), new_vars, "nn.while_loop",
+                                  "carry", scope.path_text)
+        return carry_vars, carry, i + 1
 
-    carry_group, carry, _ = lax.while_loop(
-        cond_wrapper, body_wrapper, (carry_group, init, jnp.zeros((), jnp.int32))
+    lifted = to_variables(carry_group)
+    _, carry, _ = core.while_loop(
+        cond_wrapper, body_wrapper, (lifted, init, jnp.zeros((), jnp.int32))
     )
-    write_back(scope, _only_mutable(scope, carry_group))
+    write_back(scope, _only_mutable(scope, from_variables(lifted)))
     return carry
 
 
@@ -170,16 +191,34 @@ def vjp(
         scope.variables(), [intersect_filters(vjp_variables, variables), variables]
     )
     keys = draw_rngs(scope, rngs)
+    # core.vjp differentiates the Param Variables of its primals: the differentiated
+    # collections go in as Params whatever their collection, the others are constants.
+    lifted = to_variables(diff_group, typ=core.Param)
 
     def pure(diff: dict, *primals: Any) -> tuple:
-        inner = inner_scope(scope, _merge(diff, other_group), keys, variables)
+        inner = inner_scope(scope, _merge(from_variables(diff), other_group), keys, variables)
         out = fn(inner, *primals)
         y, aux = out if has_aux else (out, None)
-        return y, (aux, inner.mutable_variables())
+        return y, (aux, _store_split(diff, inner.mutable_variables()))
 
-    y, vjp_fn, (aux, mutated) = jax.vjp(pure, diff_group, *primals, has_aux=True)
-    write_back(scope, mutated)
+    y, core_vjp_fn, (aux, created) = core.vjp(pure, lifted, *primals, has_aux=True)
+    write_back(scope, updated_collections(scope, lifted, created))
+
+    vjp_fn = jax.tree_util.Partial(_variable_cotangents, core_vjp_fn)  # a pytree, as jax's
     return (y, vjp_fn, aux) if has_aux else (y, vjp_fn)
+
+
+def _variable_cotangents(core_vjp_fn: Any, cotangent: Any) -> tuple:
+    var_grads, *primal_grads = core_vjp_fn(cotangent)
+    return (from_variables(var_grads), *primal_grads)
+
+
+def _store_split(diff: Mapping[str, Any], mutated: Mapping[str, Any]) -> dict[str, Any]:
+    """Stores ``mutated`` into the lifted ``diff`` collections; the other collections leave
+    as new Variables (of their collection's type, so they are not differentiated)."""
+    created = store(diff, {c: t for c, t in mutated.items() if c in diff})
+    created.update(to_variables({c: t for c, t in mutated.items() if c not in diff}))
+    return created
 
 
 def jvp(
@@ -197,17 +236,20 @@ def jvp(
         scope.variables(), [intersect_filters(tangent_cols, variables), variables]
     )
     keys = draw_rngs(scope, rngs)
+    lifted = to_variables(diff_group, typ=core.Param)  # see vjp
+    var_tangents = to_variables(
+        {col: variable_tangents[col] for col in diff_group}, typ=core.Param
+    )
 
     def pure(diff: dict, *primals: Any) -> tuple:
-        inner = inner_scope(scope, _merge(diff, other_group), keys, variables)
+        inner = inner_scope(scope, _merge(from_variables(diff), other_group), keys, variables)
         y = fn(inner, *primals)
-        return y, inner.mutable_variables()
+        return y, _store_split(diff, inner.mutable_variables())
 
-    var_tangents = {col: variable_tangents[col] for col in diff_group}
-    y, out_tangent, mutated = jax.jvp(
-        pure, (diff_group, *primals), (var_tangents, *tangents), has_aux=True
+    y, out_tangent, created = core.jvp(
+        pure, (lifted, *primals), (var_tangents, *tangents), has_aux=True
     )
-    write_back(scope, mutated)
+    write_back(scope, updated_collections(scope, lifted, created))
     return y, out_tangent
 
 
@@ -225,16 +267,20 @@ def value_and_grad(
         raise NotImplementedError("reduce_axes is not supported (removed from JAX).")
     (group,) = group_collections(scope.variables(), [variables])
     keys = draw_rngs(scope, rngs)
+    lifted = to_variables(group)
 
-    def pure(*primals: Any) -> tuple:
-        inner = inner_scope(scope, group, keys, variables)
+    def pure(group: dict, *primals: Any) -> tuple:
+        inner = inner_scope(scope, from_variables(group), keys, variables)
         out = fn(inner, *primals)
         y, aux = out if has_aux else (out, None)
-        return y, (aux, inner.mutable_variables())
+        return y, (aux, store(group, inner.mutable_variables()))
 
-    argnums = tuple(range(len(primals)))
-    (y, (aux, mutated)), grads = jax.value_and_grad(pure, argnums=argnums, has_aux=True)(*primals)
-    write_back(scope, mutated)
+    # Argument 0 (the variables) is not differentiated; the engine writes its updates back.
+    argnums = tuple(range(1, len(primals) + 1))
+    (y, (aux, created)), grads = core.value_and_grad(pure, argnums=argnums, has_aux=True)(
+        lifted, *primals
+    )
+    write_back(scope, updated_collections(scope, lifted, created))
     return ((y, aux), grads) if has_aux else (y, grads)
 
 
@@ -256,50 +302,34 @@ def custom_vjp(
     def wrapper(scope: Scope, *args: Any) -> Any:
         diff_group, other_group = group_collections(scope.variables(), [grad_vars, True])
         keys = draw_rngs(scope, True)
+        lifted = to_variables(diff_group)
 
-        def make_scope(diff: dict) -> Scope:
-            return inner_scope(scope, _merge(diff, other_group), keys, True)
+        def run(body: ScopeFn, diff: dict, call_args: tuple) -> tuple[Any, dict]:
+            inner = inner_scope(scope, _merge(from_variables(diff), other_group), keys, True)
+            out = body(inner, *call_args)
+            # A custom_vjp output needs a cotangent, so created variables leave as arrays.
+            return out, from_variables(_store_split(diff, inner.mutable_variables()))
 
-        def call_fn(*all_args: Any) -> Any:
-            nd, diff, rest = _unpack_args(all_args, nondiff)
-            inner = make_scope(diff)
-            y = fn(inner, *_restore_args(nd, rest, nondiff))
-            return y, inner.mutable_variables()
+        def call_fn(diff: dict, *call_args: Any) -> Any:
+            return run(fn, diff, call_args)
 
-        def fwd(*all_args: Any) -> tuple:
-            nd, diff, rest = _unpack_args(all_args, nondiff)
-            inner = make_scope(diff)
-            y, res = forward_fn(inner, *_restore_args(nd, rest, nondiff))
-            return (y, inner.mutable_variables()), res
+        def fwd(diff: dict, *call_args: Any) -> tuple:
+            (y, res), mutated = run(forward_fn, diff, call_args)
+            return (y, mutated), res
 
-        def bwd(*res_and_g: Any) -> tuple:
-            res, (g, _) = res_and_g[-2], res_and_g[-1]
+        def bwd(*nondiff_res_g: Any) -> tuple:
+            # core passes (*nondiff args, residual, (variable update cotangents, out cotangent))
+            res, (_, (g, _)) = nondiff_res_g[-2], nondiff_res_g[-1]
             var_grads, *arg_grads = backward_fn(res, g)
             return (var_grads, *arg_grads)
 
-        f = jax.custom_vjp(call_fn, nondiff_argnums=tuple(range(len(nondiff))))
+        f = core.custom_vjp(call_fn, nondiff_argnums=tuple(i + 1 for i in nondiff))
         f.defvjp(fwd, bwd)
-        nd_args = [args[i] for i in nondiff]
-        diff_args = [a for i, a in enumerate(args) if i not in nondiff]
-        y, mutated = f(*nd_args, diff_group, *diff_args)
-        write_back(scope, mutated)
+        y, created = f(lifted, *args)
+        write_back(scope, updated_collections(scope, lifted, {}), _only_mutable(scope, created))
         return y
 
     return wrapper
-
-
-def _unpack_args(all_args: tuple, nondiff: tuple) -> tuple:
-    k = len(nondiff)
-    return all_args[:k], all_args[k], all_args[k + 1 :]
-
-
-def _restore_args(nd: tuple, rest: tuple, nondiff: tuple) -> list:
-    out: list = []
-    nd_it, rest_it = iter(nd), iter(rest)
-    total = len(nd) + len(rest)
-    for i in range(total):
-        out.append(next(nd_it) if i in nondiff else next(rest_it))
-    return out
 
 
 # --- variable mapping ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Lifted ``lax.scan`` over scopes (``nn.scan``, ``nn.remat_scan``); see :mod:`._lift`."""
+"""Lifted scans over scopes (``nn.scan``, ``nn.remat_scan``) on core's ``scan``; see
+:mod:`._lift`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+from plait import core
 
 from . import _meta as meta
 from ._errors import LiftedVariableLayoutError
@@ -22,15 +23,21 @@ from ._filters import (
 from ._lift import (
     ScopeFn,
     _Broadcast,
-    _check_structure,
+    raise_structure_error,
     _keep_existing,
     _merge,
     _moveaxis,
     _only_mutable,
     _rng_split_flags,
+    _split_box,
     _union,
     checkpoint,
+    from_variables,
     inner_scope,
+    metadata_for_engine,
+    store,
+    to_variables,
+    updated_collections,
     write_back,
 )
 from ._scope import Scope
@@ -64,15 +71,16 @@ def scan(
     data_transform: Callable[..., Any] | None = None,
     metadata_params: Mapping[Any, Any] | None = None,
 ) -> ScopeFn:
-    """Lifted ``lax.scan`` of ``fn(scope, carry, *xs) -> (carry, ys)``.
+    """Lifted ``lax.scan`` of ``fn(scope, carry, *xs) -> (carry, ys)``, run by core's ``scan``.
 
     Variables in ``variable_axes`` collections are stacked (one slice per step),
     ``variable_broadcast`` ones are shared by all steps (read-only inside the loop),
-    ``variable_carry`` ones are threaded through the steps like the carry.
+    ``variable_carry`` ones are threaded through the steps like the carry (the engine's
+    ``Carry``).
 
-    When a broadcast or carry collection is mutable (e.g. params during init), the first
-    step runs outside the loop so that it can create those variables; the remaining steps
-    then run in ``lax.scan`` with a fixed variable structure.
+    The engine's loop keeps the structure of its inputs fixed, so when a broadcast or carry
+    collection is mutable (e.g. params during init) the first step runs outside the loop to
+    create those variables; the remaining steps then run in the engine's scan.
     """
     variable_axes = dict(variable_axes or {})
     split_rngs = dict(split_rngs or {})
@@ -86,54 +94,35 @@ def scan(
         axes_groups = list(groups[: len(axes_filters)])
         bcast_group, carry_group = groups[-2], groups[-1]
         arg_axes = _normalize_scan_axes(in_axes, len(args))
-        scanned = [
-            _moveaxis(a, ax, 0)
-            for a, ax in zip(args, arg_axes, strict=True)
-            if not isinstance(ax, _Broadcast)
-        ]
         n = length
         if n is None:
-            leaves = [leaf for a in scanned for leaf in jax.tree_util.tree_leaves(a)]
-            if not leaves:
+            sizes = [
+                leaf.shape[ax]
+                for a, ax in zip(args, arg_axes, strict=True)
+                if not isinstance(ax, _Broadcast)
+                for leaf in jax.tree_util.tree_leaves(a)
+            ]
+            if not sizes:
                 raise LiftedVariableLayoutError(
                     f"nn.scan in module {scope.path_text!r} cannot infer the number of steps "
                     "(no scanned argument).\nFix: pass length=..."
                 )
-            n = leaves[0].shape[0]
-        axes_groups = [_moveaxis(g, ax, 0) for g, ax in zip(axes_groups, var_axes, strict=True)]
+            n = sizes[0]
         names = scope.rng_names()
         split_flags = _rng_split_flags(names, split_rngs)
         split_keys = {k: jax.random.split(scope.make_rng(k), n) for k in names if split_flags[k]}
         bcast_keys = {k: scope.make_rng(k) for k in names if not split_flags[k]}
 
         def step(
-            carry_vars: dict,
-            carry: Any,
-            bcast_vars: dict,
-            axes_slices: Sequence[dict],
-            keys: dict,
-            xs: Sequence[Any],
+            variables: dict, keys: dict, carry: Any, call_args: Sequence[Any],
             mutable: CollectionFilter,
-        ) -> tuple:
-            slices = [
-                meta.remove_axis(g, ax, params) for g, ax in zip(axes_slices, var_axes, strict=True)
-            ]
-            variables = _merge(*slices, bcast_vars, carry_vars)
+        ) -> tuple[Any, Any, dict]:
             rngs = {**keys, **bcast_keys}
             if data_transform is not None:
                 variables, rngs = data_transform(variables, rngs)
             inner = inner_scope(scope, variables, rngs, mutable)
-            it = iter(xs)
-            call_args = [
-                a if isinstance(ax, _Broadcast) else next(it)
-                for a, ax in zip(args, arg_axes, strict=True)
-            ]
             carry, ys = fn(inner, carry, *call_args, **kwargs)  # keyword args: broadcast
-            new = inner.mutable_variables()
-            out_slices = group_collections(new, axes_filters)
-            (new_bcast,) = group_collections(new, [variable_broadcast])
-            (new_carry,) = group_collections(new, [variable_carry])
-            return new_carry, carry, new_bcast, out_slices, ys
+            return carry, ys, inner.mutable_variables()
 
         loop_mutable = _union([*axes_filters, variable_carry])
         needs_first_step = not is_filter_empty(
@@ -143,64 +132,100 @@ def scan(
         first_slices: tuple = ()
         carry = init_carry
         first = n - 1 if reverse else 0
+        steps = n
         if needs_first_step:
 
-            def take(tree: Any) -> Any:
-                return jax.tree_util.tree_map(lambda x: x[first], tree)
+            def take(tree: Any, axis: int) -> Any:
+                return jax.tree_util.tree_map(lambda x: jnp.take(x, first, axis), tree)
 
-            new_carry, carry, new_bcast, first_slices, ys_first = step(
-                carry_group,
-                carry,
-                bcast_group,
-                [take(g) for g in axes_groups],
+            slices = [
+                meta.remove_axis(take(g, ax), ax, params)
+                for g, ax in zip(axes_groups, var_axes, strict=True)
+            ]
+            carry, ys_first, new = step(
+                _merge(*slices, bcast_group, carry_group),
                 {k: v[first] for k, v in split_keys.items()},
-                [take(a) for a in scanned],
+                carry,
+                [a if isinstance(ax, _Broadcast) else take(a, ax)
+                 for a, ax in zip(args, arg_axes, strict=True)],
                 union_filters(loop_mutable, variable_broadcast),
             )
+            first_slices = group_collections(new, axes_filters)
+            (new_bcast,) = group_collections(new, [variable_broadcast])
+            (new_carry,) = group_collections(new, [variable_carry])
             bcast_group = _keep_existing(bcast_group, new_bcast)
             carry_group = new_carry if new_carry else carry_group
-            rest = slice(0, n - 1) if reverse else slice(1, n)
-
-            def drop(tree: Any) -> Any:
-                return jax.tree_util.tree_map(lambda x: x[rest], tree)
-
-            axes_groups = [drop(g) for g in axes_groups]
-            scanned = [drop(a) for a in scanned]
-            split_keys = {k: v[rest] for k, v in split_keys.items()}
             steps = n - 1
-        else:
-            steps = n
+            rest = jnp.arange(0, n - 1) if reverse else jnp.arange(1, n)
 
-        def body(loop_carry: tuple, x: tuple) -> tuple:
-            carry_vars, carry = loop_carry
-            axes_slices, keys, xs = x
-            new_carry, carry, _, out_slices, ys = step(
-                carry_vars, carry, bcast_group, axes_slices, keys, xs, loop_mutable
+            def drop(tree: Any, axis: int) -> Any:
+                return jax.tree_util.tree_map(lambda x: jnp.take(x, rest, axis), tree)
+
+            axes_groups = [drop(g, ax) for g, ax in zip(axes_groups, var_axes, strict=True)]
+            args = tuple(
+                a if isinstance(ax, _Broadcast) else drop(a, ax)
+                for a, ax in zip(args, arg_axes, strict=True)
             )
-            _check_structure(carry_vars, new_carry, "nn.scan", "carry", scope.path_text)
-            return (new_carry if new_carry else carry_vars, carry), (out_slices, ys)
+            split_keys = {k: v[rest] for k, v in split_keys.items()}
 
-        if steps > 0:
-            (carry_group, carry), (out_stacked, ys) = lax.scan(
+        if steps == 0:
+            out_stacked = [
+                _moveaxis(meta.add_axis(jax.tree_util.tree_map(lambda x: x[None], g), ax, params),
+                          0, ax)
+                for g, ax in zip(first_slices, var_axes, strict=True)
+            ]
+            ys = _moveaxis_out(jax.tree_util.tree_map(lambda x: x[None], ys_first), out_axes)
+        else:
+            lifted_axes = tuple(to_variables(g, params) for g in axes_groups)
+            lifted_carry = to_variables(carry_group)
+            lifted_bcast = to_variables(bcast_group)
+
+            def body(loop_carry: tuple, axes_vars: tuple, bcast_vars: dict, keys: dict,
+                     *call_args: Any) -> tuple:
+                carry_vars, carry = loop_carry
+                variables = _merge(
+                    *(from_variables(g) for g in axes_vars),
+                    from_variables(bcast_vars),
+                    from_variables(carry_vars),
+                )
+                carry, ys, new = step(variables, keys, carry, call_args, loop_mutable)
+                (new_carry,) = group_collections(new, [variable_carry])
+                if store(carry_vars, new_carry):  # a carry variable was created or reshaped
+                    raise_structure_error(from_variables(carry_vars), new_carry, "nn.scan",
+                                          "carry", scope.path_text)
+                created = tuple(
+                    store(g, out, params)
+                    for g, out in zip(axes_vars, group_collections(new, axes_filters),
+                                      strict=True)
+                )
+                return (carry_vars, carry), ys, created
+
+            scanned = core.scan(
                 body,
-                (carry_group, carry),
-                (list(axes_groups), split_keys, list(scanned)),
+                in_axes=(
+                    core.Carry, tuple(var_axes), None, 0,
+                    *(None if isinstance(ax, _Broadcast) else ax for ax in arg_axes),
+                ),
+                out_axes=(core.Carry, 0 if needs_first_step else out_axes, tuple(var_axes)),
                 length=steps,
                 reverse=reverse,
                 unroll=unroll,
+                transform_metadata=metadata_for_engine(params),
             )
+            (_, carry), ys, created = scanned(
+                (lifted_carry, carry), lifted_axes, lifted_bcast, split_keys, *args
+            )
+            carry_group = from_variables(lifted_carry)
+            out_stacked = [
+                updated_collections(scope, g, c) for g, c in zip(lifted_axes, created, strict=True)
+            ]
             if needs_first_step:
-                out_stacked = _join_first(first_slices, out_stacked, reverse)
-                ys = _join_first(ys_first, ys, reverse)
-        else:
-            out_stacked = jax.tree_util.tree_map(lambda x: x[None], first_slices)
-            ys = jax.tree_util.tree_map(lambda x: x[None], ys_first)
-        out_stacked = [
-            _moveaxis(_restore_box_axis(g, ax, params), 0, ax)
-            for g, ax in zip(out_stacked, var_axes, strict=True)
-        ]
-        ys = _moveaxis_out(ys, out_axes)
-        write_back(scope, *out_stacked, carry_group)
+                out_stacked = [
+                    _join_first(f, g, ax, reverse)
+                    for f, g, ax in zip(first_slices, out_stacked, var_axes, strict=True)
+                ]
+                ys = _moveaxis_out(_join_first(ys_first, ys, 0, reverse), out_axes)
+        write_back(scope, *out_stacked, _only_mutable(scope, carry_group))
         if needs_first_step:
             write_back(scope, _only_mutable(scope, bcast_group))
         return carry, ys
@@ -208,16 +233,18 @@ def scan(
     return wrapper
 
 
-def _restore_box_axis(tree: Any, axis: int, params: dict[Any, Any]) -> Any:
-    return meta.add_axis(tree, axis, params)
+def _join_first(first: Any, rest: Any, axis: int, reverse: bool) -> Any:
+    """Stacks the first step's slices onto the loop's (boxes come from the loop's output,
+    which has the stacked axis)."""
 
+    def join(b: Any, a: Any) -> Any:
+        if meta.is_axis_metadata(b):
+            value, shell = _split_box(b)
+            return shell.unflatten([join(value, _split_box(a)[0])])
+        a = jnp.expand_dims(a, axis)
+        return jnp.concatenate([b, a] if reverse else [a, b], axis=axis)
 
-def _join_first(first: Any, rest: Any, reverse: bool) -> Any:
-    def join(a: Any, b: Any) -> Any:
-        a = jnp.expand_dims(a, 0)
-        return jnp.concatenate([b, a] if reverse else [a, b], axis=0)
-
-    return jax.tree_util.tree_map(join, first, rest)
+    return jax.tree_util.tree_map(join, rest, first, is_leaf=meta.is_axis_metadata)
 
 
 def _moveaxis_out(ys: Any, out_axes: Any) -> Any:

@@ -402,11 +402,15 @@ def vjp(
     out, jax_vjp_fn, (in_values, out_values, out_leaves, box) = jax.vjp(pure, diff, has_aux=True)
     aux = lifted.apply(box.value, in_values, out_values, out_leaves)
 
-    def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
-        (grads,) = jax_vjp_fn(cotangent)
-        return tuple(plan.arg_gradient(args, g, grads[g]) for g in range(len(args)))
-
+    # A pytree like jax.vjp's own function (its residuals are the leaves), so that it can be
+    # returned as the residual of a custom_vjp forward rule.
+    vjp_fn = jax.tree_util.Partial(functools.partial(_vjp_cotangents, plan, args), jax_vjp_fn)
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def _vjp_cotangents(plan: _DiffPlan, args: tuple[Any, ...], jax_vjp_fn: Any, cotangent: Any) -> tuple[Any, ...]:
+    (grads,) = jax_vjp_fn(cotangent)
+    return tuple(plan.arg_gradient(args, g, grads[g]) for g in range(len(args)))
 
 
 def _tangent_values(plan: _DiffPlan, args: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
