@@ -187,6 +187,38 @@ def test_fast_path_plan_is_reused_between_calls():
     assert list(step._plans.values()) != list(plans.values())
 
 
+def test_plain_pytree_calls_hit_a_plan_and_objects_in_the_same_places_do_not():
+    traces = []
+
+    @pc.jit
+    def f(tree, x):
+        traces.append(1)
+        return jax.tree.map(lambda a: a * 2, tree), x + 1
+
+    tree = {"a": jnp.ones(2), "b": [jnp.zeros(3), 1.5]}
+    for _ in range(3):
+        out, y = f(tree, x=jnp.ones(2))
+    assert len(traces) == 1 and len(f._pure_plans) == 1
+    np.testing.assert_array_equal(out["a"], 2 * np.ones(2))
+    assert float(out["b"][1]) == 3.0 and float(y[0]) == 2.0
+    # An object where an array was (same JAX treedef, since objects are JAX leaves): the
+    # general path must see it and write its update back.
+    counter = Counter()
+
+    @pc.jit
+    def g(tree, c):
+        if isinstance(c, Counter):
+            c.count[...] += 1
+            return tree
+        return jax.tree.map(lambda a: a + c, tree)
+
+    g(tree, jnp.ones(()))
+    g(tree, jnp.ones(()))
+    g(tree, counter)
+    g(tree, counter)
+    assert int(counter.count[...]) == 2
+
+
 def test_static_argnums_and_argnames():
     traces = []
 

@@ -7,6 +7,11 @@ argument tuple (not of the object graph), reading each Variable's raw value, one
 cached ``jax.jit`` function over flat lists of arrays, and one slot store per Variable. The
 plan of a key (GraphDef, ordered outer Variables, compiled function) is built on a miss by
 flattening the objects once; plans of older epochs can never match again and are dropped.
+
+Two shortcuts find a plan without asking, node by node, whether something is a graph node:
+calls whose arguments are themselves nodes, Variables or arrays (``step(model, opt, x)``)
+are keyed by position, and calls on plain pytrees of arrays (no object anywhere, as Linen's
+``nn.jit`` makes them) by their JAX treedef from JAX's own C++ flatten.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import jax
+import numpy as np
 
 from .._lift import resolve_graph_updates
 from .._lift import (
@@ -141,6 +147,22 @@ def _arg_kind(arg: Any) -> str | None:
     return None
 
 
+# Leaf types that can never be graph nodes or Variables (whatever is registered later).
+_PURE_LEAF_TYPES: set[type] = {np.ndarray, bool, int, float, complex}
+
+
+def _all_pure_leaves(leaves: Sequence[Any]) -> bool:
+    pure = _PURE_LEAF_TYPES
+    for leaf in leaves:
+        typ = type(leaf)
+        if typ not in pure:
+            if isinstance(leaf, jax.Array) and typ.__module__.startswith("jaxlib") and not is_lift_leaf(leaf):
+                pure.add(typ)  # the concrete array type (tracers stay on the general path)
+                continue
+            return False
+    return True
+
+
 def _consume(iterator: Any) -> None:
     """Runs an iterator to exhaustion without keeping its items."""
     collections.deque(iterator, maxlen=0)
@@ -219,6 +241,7 @@ class JitWrapped(Generic[P, R]):
         self._infer_names()
         self._plans: dict[Any, _Plan] = {}
         self._fast_plans: dict[tuple[Any, ...], _Plan] = {}
+        self._pure_plans: dict[Any, _Plan] = {}
         self._has_static = bool(self.static_argnums or self.static_argnames)
         self._plans_epoch = -1
         self._entries: dict[Any, _Entry] = {}
@@ -281,9 +304,7 @@ class JitWrapped(Generic[P, R]):
             args = self.partial_args + args  # type: ignore[assignment]
         epoch = structure_epoch()
         if epoch != self._plans_epoch:
-            self._plans.clear()
-            self._fast_plans.clear()
-            self._plans_epoch = epoch
+            self._drop_plans(epoch)
         # Fastest key: only positional graph nodes / Variables / arrays and nothing static
         # (``step(model, optimizer, x, y)``): the arguments are their own flat list, so no
         # pytree flatten is needed to find the plan.
@@ -293,20 +314,36 @@ class JitWrapped(Generic[P, R]):
             if plan is not None:
                 return self._run(plan, args, epoch)
         dyn_args, dyn_kwargs, static_pos, static_key = self._split_static(args, kwargs)
+        pure_key = None
+        if fast_key is None:
+            # Pytrees of arrays only: JAX's flatten (C++, no per-node question) is the key.
+            pure_flat, pure_treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs))
+            pure_key = (pure_treedef, static_key)
+            plan = self._pure_plans.get(pure_key)
+            if plan is not None and _all_pure_leaves(pure_flat):
+                return self._run(plan, pure_flat, epoch)
         flat, treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs), is_leaf=is_lift_leaf)
-        key = (treedef, tuple([id(x) for x in flat if is_lift_leaf(x)]), static_key)
+        nodes = tuple([id(x) for x in flat if is_lift_leaf(x)])
+        key = (treedef, nodes, static_key)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._build_plan(dyn_args, dyn_kwargs, len(args), static_pos, static_key)
             epoch = structure_epoch()  # building may not change structure, but be exact
             if epoch != self._plans_epoch:
-                self._plans.clear()
-                self._fast_plans.clear()
-                self._plans_epoch = epoch
+                self._drop_plans(epoch)
             self._plans[key] = plan
         if fast_key is not None:
             self._fast_plans[fast_key] = plan  # flat == list(args) for such calls
+        elif pure_key is not None and not nodes and _all_pure_leaves(flat):
+            self._pure_plans[pure_key] = plan  # no nodes: JAX's flatten gives the same list
         return self._run(plan, flat, epoch)
+
+    def _drop_plans(self, epoch: int) -> None:
+        """Forgets every plan: the object structure changed (a new structure epoch)."""
+        self._plans.clear()
+        self._fast_plans.clear()
+        self._pure_plans.clear()
+        self._plans_epoch = epoch
 
     def _run(self, plan: _Plan, flat: Sequence[Any], epoch: int) -> Any:
         outputs = plan.entry.jitted(*plan.arrays(flat))
