@@ -16,7 +16,8 @@ from plait.core.nn import dtypes, initializers
 
 from .._errors import check_feature_axis, shape_error
 from .._module import Module
-from ._common import as_tuple, canonicalize_axes, init_reshaped, make_param, value_or_none
+from ._common import as_tuple, canonicalize_axes, init_reshaped, value_or_none
+from ._layer_helpers import keep_arguments, new_param, optional_param
 
 Array = jax.Array
 Axis = int
@@ -38,6 +39,50 @@ def _dot_general_kwargs(preferred_element_type: Any, out_sharding: Any) -> dict[
     if out_sharding is not None:
         kwargs["out_sharding"] = out_sharding
     return kwargs
+
+
+def _promote(module: Any, inputs: Array, kernel: Array) -> tuple[Any, Any, Any]:
+    """``(inputs, kernel, bias)`` in the layer's computation dtype (bias None if absent)."""
+    return module.promote_dtype((inputs, kernel, value_or_none(module.bias)), dtype=module.dtype)
+
+
+def _drawn_flat(init: Any, flat: tuple[int, ...]) -> Any:
+    # Multi-axis parameters are drawn as the matrix ``flat`` and reshaped, so fan-in and
+    # fan-out based initializers see the contracted and produced sizes.
+    return lambda key, shape, dtype: init_reshaped(init, key, shape, flat, dtype)
+
+
+def _add_feature_bias(y: Array, bias: Array | None) -> Array:
+    """Adds a bias over the last (feature) axis of ``y``, if there is one."""
+    if bias is None:
+        return y
+    return y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+
+
+# The constructor arguments each layer keeps as attributes, in the order it stores them.
+_LINEAR_ARGUMENTS = (
+    "in_features out_features use_bias dtype param_dtype precision kernel_init bias_init"
+    " dot_general promote_dtype preferred_element_type"
+)
+_LINEAR_GENERAL_ARGUMENTS = (
+    "use_bias dtype param_dtype kernel_init bias_init precision promote_dtype dot_general"
+    " dot_general_cls preferred_element_type"
+)
+_EINSUM_ARGUMENTS = (
+    "einsum_str kernel_shape bias_shape dtype param_dtype precision kernel_init bias_init"
+    " promote_dtype einsum_op preferred_element_type"
+)
+_CONV_ARGUMENTS = (
+    "in_features out_features kernel_size strides padding input_dilation kernel_dilation"
+    " feature_group_count use_bias mask dtype param_dtype precision kernel_init bias_init"
+    " conv_general_dilated promote_dtype preferred_element_type"
+)
+_CONV_TRANSPOSE_ARGUMENTS = (
+    "in_features out_features kernel_size strides padding kernel_dilation use_bias mask dtype"
+    " param_dtype precision kernel_init bias_init transpose_kernel promote_dtype"
+    " preferred_element_type"
+)
+_EMBED_ARGUMENTS = "num_embeddings features dtype param_dtype embedding_init promote_dtype"
 
 
 class Linear(Module):
@@ -86,32 +131,17 @@ class Linear(Module):
         kernel_metadata: Mapping[str, Any] = _EMPTY,
         bias_metadata: Mapping[str, Any] = _EMPTY,
     ):
-        self.kernel = make_param(
-            kernel_init, rngs.params(), (in_features, out_features), param_dtype, kernel_metadata
+        kernel_shape = (in_features, out_features)
+        self.kernel = new_param(kernel_init, kernel_metadata, kernel_shape, param_dtype, rngs)
+        self.bias = optional_param(
+            use_bias, bias_init, bias_metadata, (out_features,), param_dtype, rngs
         )
-        self.bias = (
-            make_param(bias_init, rngs.params(), (out_features,), param_dtype, bias_metadata)
-            if use_bias
-            else None
-        )
-        self.in_features = in_features
-        self.out_features = out_features
-        self.use_bias = use_bias
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.precision = precision
-        self.kernel_init = kernel_init
-        self.bias_init = bias_init
-        self.dot_general = dot_general
-        self.promote_dtype = promote_dtype
-        self.preferred_element_type = preferred_element_type
+        keep_arguments(self, locals(), _LINEAR_ARGUMENTS)
 
     def __call__(self, inputs: Array, out_sharding: Any = None) -> Array:
         """Applies the transformation to the last axis of ``inputs``."""
         check_feature_axis(self, inputs, axis=-1, size=self.in_features, param="in_features")
-        inputs, kernel, bias = self.promote_dtype(
-            (inputs, self.kernel[...], value_or_none(self.bias)), dtype=self.dtype
-        )
+        inputs, kernel, bias = _promote(self, inputs, self.kernel[...])
         y = self.dot_general(
             inputs,
             kernel,
@@ -119,9 +149,7 @@ class Linear(Module):
             precision=self.precision,
             **_dot_general_kwargs(self.preferred_element_type, out_sharding),
         )
-        if bias is not None:
-            y = y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
-        return y
+        return _add_feature_bias(y, bias)
 
 
 class LinearGeneral(Module):
@@ -180,41 +208,15 @@ class LinearGeneral(Module):
             )
         batch_shape = tuple(self.batch_axis.values())
         kernel_shape = (*batch_shape, *self.in_features, *self.out_features)
-        flat = (
-            int(np.prod(batch_shape) * np.prod(self.in_features)),
-            int(np.prod(self.out_features)),
-        )
-        self.kernel = make_param(
-            lambda key, shape, dt: init_reshaped(kernel_init, key, shape, flat, dt),
-            rngs.params(),
-            kernel_shape,
-            param_dtype,
-            kernel_metadata,
-        )
+        contracted = int(np.prod(batch_shape) * np.prod(self.in_features))
+        flat_kernel = _drawn_flat(kernel_init, (contracted, int(np.prod(self.out_features))))
+        self.kernel = new_param(flat_kernel, kernel_metadata, kernel_shape, param_dtype, rngs)
         bias_shape = (*batch_shape, *self.out_features)
-        self.bias = (
-            make_param(
-                lambda key, shape, dt: init_reshaped(
-                    bias_init, key, shape, (int(np.prod(shape)),), dt
-                ),
-                rngs.params(),
-                bias_shape,
-                param_dtype,
-                bias_metadata,
-            )
-            if use_bias
-            else None
+        flat_bias = _drawn_flat(bias_init, (int(np.prod(bias_shape)),))
+        self.bias = optional_param(
+            use_bias, flat_bias, bias_metadata, bias_shape, param_dtype, rngs
         )
-        self.use_bias = use_bias
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.kernel_init = kernel_init
-        self.bias_init = bias_init
-        self.precision = precision
-        self.promote_dtype = promote_dtype
-        self.dot_general = dot_general
-        self.dot_general_cls = dot_general_cls
-        self.preferred_element_type = preferred_element_type
+        keep_arguments(self, locals(), _LINEAR_GENERAL_ARGUMENTS)
 
     def __call__(self, inputs: Array, out_sharding: Any = None) -> Array:
         """Contracts ``inputs`` over ``axis`` with the kernel."""
@@ -237,9 +239,7 @@ class LinearGeneral(Module):
         bias_lead = tuple(
             inputs.shape[ax] if ax in batch_axis else 1 for ax in range(ndim) if ax not in axis
         )
-        inputs, kernel, bias = self.promote_dtype(
-            (inputs, self.kernel[...], value_or_none(self.bias)), dtype=self.dtype
-        )
+        inputs, kernel, bias = _promote(self, inputs, self.kernel[...])
         if self.dot_general_cls is not None:
             dot_general = self.dot_general_cls()
         elif self.dot_general is not None:
@@ -299,25 +299,13 @@ class Einsum(Module):
     ):
         einsum_str = einsum_str.replace(" ", "")
         self._check_einsum_str(einsum_str)
-        self.kernel = make_param(
-            kernel_init, rngs.params(), tuple(kernel_shape), param_dtype, kernel_metadata
+        kernel_shape = tuple(kernel_shape)
+        bias_shape = None if bias_shape is None else tuple(bias_shape)
+        self.kernel = new_param(kernel_init, kernel_metadata, kernel_shape, param_dtype, rngs)
+        self.bias = optional_param(
+            bias_shape is not None, bias_init, bias_metadata, bias_shape, param_dtype, rngs
         )
-        self.bias = (
-            make_param(bias_init, rngs.params(), tuple(bias_shape), param_dtype, bias_metadata)
-            if bias_shape is not None
-            else None
-        )
-        self.einsum_str = einsum_str
-        self.kernel_shape = tuple(kernel_shape)
-        self.bias_shape = None if bias_shape is None else tuple(bias_shape)
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.precision = precision
-        self.kernel_init = kernel_init
-        self.bias_init = bias_init
-        self.promote_dtype = promote_dtype
-        self.einsum_op = einsum_op
-        self.preferred_element_type = preferred_element_type
+        keep_arguments(self, locals(), _EINSUM_ARGUMENTS)
 
     @staticmethod
     def _check_einsum_str(einsum_str: str) -> None:
@@ -351,16 +339,10 @@ class Einsum(Module):
         """Applies the einsum (``einsum_str`` overrides the constructor's)."""
         einsum_str = (einsum_str if einsum_str is not None else self.einsum_str).replace(" ", "")
         self._check_einsum_str(einsum_str)
-        inputs, kernel, bias = self.promote_dtype(
-            (inputs, self.kernel[...], value_or_none(self.bias)), dtype=self.dtype
-        )
-        kwargs: dict[str, Any] = {"precision": self.precision}
-        if self.preferred_element_type is not None:
-            kwargs["preferred_element_type"] = self.preferred_element_type
-        if out_sharding is not None:
-            kwargs["out_sharding"] = out_sharding
+        inputs, kernel, bias = _promote(self, inputs, self.kernel[...])
+        kwargs = _dot_general_kwargs(self.preferred_element_type, out_sharding)
         try:
-            y = self.einsum_op(einsum_str, inputs, kernel, **kwargs)
+            y = self.einsum_op(einsum_str, inputs, kernel, precision=self.precision, **kwargs)
         except ValueError as err:
             raise shape_error(
                 self,
@@ -514,32 +496,11 @@ class Conv(_ConvBase):
                 f"feature_group_count={feature_group_count}."
             )
         self.kernel_shape = kernel_size + (in_features // feature_group_count, out_features)
-        self.kernel = make_param(
-            kernel_init, rngs.params(), self.kernel_shape, param_dtype, kernel_metadata
+        self.kernel = new_param(kernel_init, kernel_metadata, self.kernel_shape, param_dtype, rngs)
+        self.bias = optional_param(
+            use_bias, bias_init, bias_metadata, (out_features,), param_dtype, rngs
         )
-        self.bias = (
-            make_param(bias_init, rngs.params(), (out_features,), param_dtype, bias_metadata)
-            if use_bias
-            else None
-        )
-        self.in_features = in_features
-        self.out_features = out_features
-        self.kernel_size = kernel_size
-        self.strides = strides
-        self.padding = padding
-        self.input_dilation = input_dilation
-        self.kernel_dilation = kernel_dilation
-        self.feature_group_count = feature_group_count
-        self.use_bias = use_bias
-        self.mask = mask
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.precision = precision
-        self.kernel_init = kernel_init
-        self.bias_init = bias_init
-        self.conv_general_dilated = conv_general_dilated
-        self.promote_dtype = promote_dtype
-        self.preferred_element_type = preferred_element_type
+        keep_arguments(self, locals(), _CONV_ARGUMENTS)
 
     def __call__(self, inputs: Array, out_sharding: Any = None) -> Array:
         """Convolves ``inputs`` (channels-last); ``out_sharding`` is passed to the conv."""
@@ -564,10 +525,7 @@ class Conv(_ConvBase):
             inputs = jnp.pad(inputs, [(0, 0), (left, 0), (0, 0)])
             padding = "VALID"
 
-        kernel = self._masked_kernel()
-        inputs, kernel, bias = self.promote_dtype(
-            (inputs, kernel, value_or_none(self.bias)), dtype=self.dtype
-        )
+        inputs, kernel, bias = _promote(self, inputs, self._masked_kernel())
         kwargs = _dot_general_kwargs(self.preferred_element_type, out_sharding)
         y = self.conv_general_dilated(
             inputs,
@@ -581,9 +539,7 @@ class Conv(_ConvBase):
             precision=self.precision,
             **kwargs,
         )
-        if bias is not None:
-            y = y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
-        return self._restore_batch(y, batch_shape)
+        return self._restore_batch(_add_feature_bias(y, bias), batch_shape)
 
 
 class ConvTranspose(_ConvBase):
@@ -628,30 +584,11 @@ class ConvTranspose(_ConvBase):
             self.kernel_shape = kernel_size + (out_features, in_features)
         else:
             self.kernel_shape = kernel_size + (in_features, out_features)
-        self.kernel = make_param(
-            kernel_init, rngs.params(), self.kernel_shape, param_dtype, kernel_metadata
+        self.kernel = new_param(kernel_init, kernel_metadata, self.kernel_shape, param_dtype, rngs)
+        self.bias = optional_param(
+            use_bias, bias_init, bias_metadata, (out_features,), param_dtype, rngs
         )
-        self.bias = (
-            make_param(bias_init, rngs.params(), (out_features,), param_dtype, bias_metadata)
-            if use_bias
-            else None
-        )
-        self.in_features = in_features
-        self.out_features = out_features
-        self.kernel_size = kernel_size
-        self.strides = strides
-        self.padding = padding
-        self.kernel_dilation = kernel_dilation
-        self.use_bias = use_bias
-        self.mask = mask
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.precision = precision
-        self.kernel_init = kernel_init
-        self.bias_init = bias_init
-        self.transpose_kernel = transpose_kernel
-        self.promote_dtype = promote_dtype
-        self.preferred_element_type = preferred_element_type
+        keep_arguments(self, locals(), _CONV_TRANSPOSE_ARGUMENTS)
 
     def __call__(self, inputs: Array) -> Array:
         """Applies the transposed convolution (channels-last)."""
@@ -663,13 +600,9 @@ class ConvTranspose(_ConvBase):
         circular = padding == "CIRCULAR"
         if circular:
             padding = "VALID"
-        kernel = self._masked_kernel()
-        inputs, kernel, bias = self.promote_dtype(
-            (inputs, kernel, value_or_none(self.bias)), dtype=self.dtype
-        )
-        kwargs = {}
-        if self.preferred_element_type is not None:
-            kwargs["preferred_element_type"] = self.preferred_element_type
+        inputs, kernel, bias = _promote(self, inputs, self._masked_kernel())
+        # lax.conv_transpose takes no out_sharding.
+        kwargs = _dot_general_kwargs(self.preferred_element_type, None)
         y = lax.conv_transpose(
             inputs,
             kernel,
@@ -682,9 +615,7 @@ class ConvTranspose(_ConvBase):
         )
         if circular:
             y = self._wrap_circular(y, inputs.shape[1:-1], strides)
-        if bias is not None:
-            y = y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
-        return self._restore_batch(y, batch_shape)
+        return self._restore_batch(_add_feature_bias(y, bias), batch_shape)
 
     def _wrap_circular(
         self, y: Array, in_spatial: tuple[int, ...], strides: tuple[int, ...]
@@ -733,19 +664,12 @@ class Embed(Module):
         rngs: Rngs,
         embedding_metadata: Mapping[str, Any] = _EMPTY,
     ):
-        self.embedding = make_param(
-            embedding_init,
-            rngs.params(),
-            (num_embeddings, features),
-            param_dtype,
-            embedding_metadata,
+        self.embedding = new_param(
+            embedding_init, embedding_metadata, (num_embeddings, features), param_dtype, rngs
         )
-        self.num_embeddings = num_embeddings
-        self.features = features
-        self.dtype = dtype or self.embedding[...].dtype
-        self.param_dtype = param_dtype
-        self.embedding_init = embedding_init
-        self.promote_dtype = promote_dtype
+        # Without a dtype, lookups come out in the table's own dtype.
+        dtype = dtype or self.embedding[...].dtype
+        keep_arguments(self, locals(), _EMBED_ARGUMENTS)
 
     def __call__(self, inputs: Array, out_sharding: Any = None) -> Array:
         """Looks up the embedding of each id; output shape ``inputs.shape + (features,)``."""

@@ -21,7 +21,8 @@ from plait.core.nn.normalization import canonicalize_axes, compute_stats, normal
 
 from .._errors import check_feature_axis, shape_error
 from .._module import Module
-from ._common import first_from, make_param, value_or_none
+from ._common import first_from, value_or_none
+from ._layer_helpers import keep_arguments, optional_param
 
 Array = jax.Array
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -30,29 +31,34 @@ _ONES_INIT = initializers.ones_init()
 _ZEROS_INIT = initializers.zeros_init()
 
 
-def _feature_params(
-    module: Any,
-    num_features: int,
-    use_scale: bool,
-    use_bias: bool,
-    scale_init: Any,
-    bias_init: Any,
-    param_dtype: Any,
-    rngs: Rngs,
-    scale_metadata: Mapping[str, Any],
-    bias_metadata: Mapping[str, Any],
-) -> None:
-    shape = (num_features,)
-    module.scale = (
-        make_param(scale_init, rngs.params(), shape, param_dtype, scale_metadata)
-        if use_scale
-        else None
-    )
-    module.bias = (
-        make_param(bias_init, rngs.params(), shape, param_dtype, bias_metadata)
-        if use_bias
-        else None
-    )
+# The constructor arguments each layer keeps as attributes, in the order it stores them.
+_BATCH_NORM_ARGUMENTS = (
+    "num_features use_running_average axis momentum epsilon dtype param_dtype use_bias"
+    " use_scale bias_init scale_init axis_name axis_index_groups use_fast_variance promote_dtype"
+)
+_LAYER_NORM_ARGUMENTS = (
+    "num_features epsilon dtype param_dtype use_bias use_scale bias_init scale_init"
+    " reduction_axes feature_axes axis_name axis_index_groups use_fast_variance promote_dtype"
+)
+_RMS_NORM_ARGUMENTS = (
+    "num_features epsilon dtype param_dtype use_scale scale_init reduction_axes feature_axes"
+    " axis_name axis_index_groups use_fast_variance promote_dtype"
+)
+_GROUP_NORM_ARGUMENTS = (
+    "num_features epsilon dtype param_dtype use_bias use_scale bias_init scale_init"
+    " reduction_axes axis_name axis_index_groups use_fast_variance promote_dtype"
+)
+_INSTANCE_NORM_ARGUMENTS = (
+    "num_features epsilon dtype param_dtype use_bias use_scale bias_init scale_init"
+    " feature_axes axis_name axis_index_groups use_fast_variance promote_dtype"
+)
+_WEIGHT_NORM_ARGUMENTS = (
+    "layer_instance feature_axes use_scale scale_init epsilon dtype param_dtype variable_filter"
+    " promote_dtype"
+)
+_SPECTRAL_NORM_ARGUMENTS = (
+    "layer_instance n_steps epsilon dtype param_dtype error_on_non_matrix update_stats"
+)
 
 
 def _check_features(module: Any, x: Array, feature_axes: Any) -> None:
@@ -72,7 +78,47 @@ def _check_features(module: Any, x: Array, feature_axes: Any) -> None:
         )
 
 
-class BatchNorm(Module):
+class _Normalization(Module):
+    """The statistics and normalization step shared by the normalization layers.
+
+    Subclasses store the attributes read here (``dtype``, ``epsilon``, ``scale``,
+    ``axis_name``, ...) under their constructor names.
+    """
+
+    def _statistics(
+        self, x: Array, reduction_axes: Any, mask: Array | None, *, use_mean: bool = True
+    ) -> tuple[Array, Array]:
+        return compute_stats(
+            x,
+            reduction_axes,
+            self.dtype,
+            self.axis_name,
+            self.axis_index_groups,
+            use_mean=use_mean,
+            use_fast_variance=self.use_fast_variance,
+            mask=mask,
+        )
+
+    def _normalize(
+        self, x: Array, mean: Array, var: Array, reduction_axes: Any, feature_axes: Any
+    ) -> Array:
+        return normalize(
+            x,
+            mean,
+            var,
+            value_or_none(self.scale),
+            self._bias_value(),
+            reduction_axes,
+            feature_axes,
+            self.dtype,
+            self.epsilon,
+        )
+
+    def _bias_value(self) -> Array | None:
+        return value_or_none(self.bias)
+
+
+class BatchNorm(_Normalization):
     """Batch normalization with running statistics.
 
     In training (``use_running_average=False``) the batch mean and variance normalize the
@@ -114,33 +160,9 @@ class BatchNorm(Module):
         shape = (num_features,)
         self.mean = BatchStat(jnp.zeros(shape, jnp.float32))
         self.var = BatchStat(jnp.ones(shape, jnp.float32))
-        _feature_params(
-            self,
-            num_features,
-            use_scale,
-            use_bias,
-            scale_init,
-            bias_init,
-            param_dtype,
-            rngs,
-            scale_metadata,
-            bias_metadata,
-        )
-        self.num_features = num_features
-        self.use_running_average = use_running_average
-        self.axis = axis
-        self.momentum = momentum
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_bias = use_bias
-        self.use_scale = use_scale
-        self.bias_init = bias_init
-        self.scale_init = scale_init
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
+        self.scale = optional_param(use_scale, scale_init, scale_metadata, shape, param_dtype, rngs)
+        self.bias = optional_param(use_bias, bias_init, bias_metadata, shape, param_dtype, rngs)
+        keep_arguments(self, locals(), _BATCH_NORM_ARGUMENTS)
 
     def __call__(
         self, x: Array, use_running_average: bool | None = None, *, mask: Array | None = None
@@ -160,28 +182,10 @@ class BatchNorm(Module):
         if use_running_average:
             mean, var = self.mean[...], self.var[...]
         else:
-            mean, var = compute_stats(
-                x,
-                reduction_axes,
-                dtype=self.dtype,
-                axis_name=self.axis_name,
-                axis_index_groups=self.axis_index_groups,
-                use_fast_variance=self.use_fast_variance,
-                mask=mask,
-            )
+            mean, var = self._statistics(x, reduction_axes, mask)
             self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
             self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * var
-        return normalize(
-            x,
-            mean,
-            var,
-            value_or_none(self.scale),
-            value_or_none(self.bias),
-            reduction_axes,
-            feature_axes,
-            self.dtype,
-            self.epsilon,
-        )
+        return self._normalize(x, mean, var, reduction_axes, feature_axes)
 
     def set_view(self, use_running_average: bool | None = None) -> None:
         """Sets ``use_running_average`` (None leaves it unchanged)."""
@@ -189,7 +193,7 @@ class BatchNorm(Module):
             self.use_running_average = use_running_average
 
 
-class LayerNorm(Module):
+class LayerNorm(_Normalization):
     """Layer normalization: each example normalized over ``reduction_axes``.
 
     Examples:
@@ -221,59 +225,19 @@ class LayerNorm(Module):
         bias_metadata: Mapping[str, Any] = _EMPTY,
         scale_metadata: Mapping[str, Any] = _EMPTY,
     ):
-        _feature_params(
-            self,
-            num_features,
-            use_scale,
-            use_bias,
-            scale_init,
-            bias_init,
-            param_dtype,
-            rngs,
-            scale_metadata,
-            bias_metadata,
-        )
-        self.num_features = num_features
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_bias = use_bias
-        self.use_scale = use_scale
-        self.bias_init = bias_init
-        self.scale_init = scale_init
-        self.reduction_axes = reduction_axes
-        self.feature_axes = feature_axes
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
+        shape = (num_features,)
+        self.scale = optional_param(use_scale, scale_init, scale_metadata, shape, param_dtype, rngs)
+        self.bias = optional_param(use_bias, bias_init, bias_metadata, shape, param_dtype, rngs)
+        keep_arguments(self, locals(), _LAYER_NORM_ARGUMENTS)
 
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x`` over ``reduction_axes``."""
         _check_features(self, x, self.feature_axes)
-        mean, var = compute_stats(
-            x,
-            self.reduction_axes,
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-        )
-        return normalize(
-            x,
-            mean,
-            var,
-            value_or_none(self.scale),
-            value_or_none(self.bias),
-            self.reduction_axes,
-            self.feature_axes,
-            self.dtype,
-            self.epsilon,
-        )
+        mean, var = self._statistics(x, self.reduction_axes, mask)
+        return self._normalize(x, mean, var, self.reduction_axes, self.feature_axes)
 
 
-class RMSNorm(Module):
+class RMSNorm(_Normalization):
     """Root-mean-square normalization: ``x * rsqrt(mean(x^2) + eps) * scale`` (no centring).
 
     Examples:
@@ -302,51 +266,22 @@ class RMSNorm(Module):
         rngs: Rngs,
         scale_metadata: Mapping[str, Any] = _EMPTY,
     ):
-        self.scale = (
-            make_param(scale_init, rngs.params(), (num_features,), param_dtype, scale_metadata)
-            if use_scale
-            else None
-        )
-        self.num_features = num_features
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_scale = use_scale
-        self.scale_init = scale_init
-        self.reduction_axes = reduction_axes
-        self.feature_axes = feature_axes
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
+        shape = (num_features,)
+        self.scale = optional_param(use_scale, scale_init, scale_metadata, shape, param_dtype, rngs)
+        keep_arguments(self, locals(), _RMS_NORM_ARGUMENTS)
 
     def __call__(self, x: Array, mask: Array | None = None) -> Array:
         """Scales ``x`` by the reciprocal root mean square over ``reduction_axes``."""
         _check_features(self, x, self.feature_axes)
-        mean, var = compute_stats(
-            x,
-            self.reduction_axes,
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_mean=False,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-        )
-        return normalize(
-            x,
-            mean,
-            var,
-            value_or_none(self.scale),
-            None,
-            self.reduction_axes,
-            self.feature_axes,
-            self.dtype,
-            self.epsilon,
-        )
+        mean, var = self._statistics(x, self.reduction_axes, mask, use_mean=False)
+        return self._normalize(x, mean, var, self.reduction_axes, self.feature_axes)
+
+    def _bias_value(self) -> None:
+        # RMSNorm only rescales; it has no bias to shift by.
+        return None
 
 
-class GroupNorm(Module):
+class GroupNorm(_Normalization):
     """Group normalization: features split into groups, each normalized per example.
 
     Give either ``num_groups`` or ``group_size`` (set ``num_groups=None`` to use
@@ -406,32 +341,11 @@ class GroupNorm(Module):
             group_size = num_features // num_groups
         self.num_groups = num_groups
         self.group_size = group_size
-        _feature_params(
-            self,
-            num_features,
-            use_scale,
-            use_bias,
-            scale_init,
-            bias_init,
-            param_dtype,
-            rngs,
-            scale_metadata,
-            bias_metadata,
-        )
+        shape = (num_features,)
+        self.scale = optional_param(use_scale, scale_init, scale_metadata, shape, param_dtype, rngs)
+        self.bias = optional_param(use_bias, bias_init, bias_metadata, shape, param_dtype, rngs)
         self.feature_axis = -1
-        self.num_features = num_features
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_bias = use_bias
-        self.use_scale = use_scale
-        self.bias_init = bias_init
-        self.scale_init = scale_init
-        self.reduction_axes = reduction_axes
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
+        keep_arguments(self, locals(), _GROUP_NORM_ARGUMENTS)
 
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes each group of features."""
@@ -446,31 +360,13 @@ class GroupNorm(Module):
             mask = mask.reshape(mask.shape[:-1] + (self.num_groups, self.group_size))
         # In the grouped view the old last axis is now the group_size axis (-1); the
         # group axis is kept so each group gets its own statistics.
-        mean, var = compute_stats(
-            grouped,
-            list(reduction_axes[:-1]) + [-1],
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-        )
+        mean, var = self._statistics(grouped, list(reduction_axes[:-1]) + [-1], mask)
         mean = jnp.repeat(mean, self.group_size, axis=-1)
         var = jnp.repeat(var, self.group_size, axis=-1)
-        return normalize(
-            x,
-            mean,
-            var,
-            value_or_none(self.scale),
-            value_or_none(self.bias),
-            reduction_axes[:-1],
-            (self.feature_axis,),
-            self.dtype,
-            self.epsilon,
-        )
+        return self._normalize(x, mean, var, reduction_axes[:-1], (self.feature_axis,))
 
 
-class InstanceNorm(Module):
+class InstanceNorm(_Normalization):
     """Instance normalization: each example and feature normalized over the other axes.
 
     Statistics are taken over every axis except the first (batch) and ``feature_axes``.
@@ -503,31 +399,10 @@ class InstanceNorm(Module):
         bias_metadata: Mapping[str, Any] = _EMPTY,
         scale_metadata: Mapping[str, Any] = _EMPTY,
     ):
-        _feature_params(
-            self,
-            num_features,
-            use_scale,
-            use_bias,
-            scale_init,
-            bias_init,
-            param_dtype,
-            rngs,
-            scale_metadata,
-            bias_metadata,
-        )
-        self.num_features = num_features
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_bias = use_bias
-        self.use_scale = use_scale
-        self.bias_init = bias_init
-        self.scale_init = scale_init
-        self.feature_axes = feature_axes
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
+        shape = (num_features,)
+        self.scale = optional_param(use_scale, scale_init, scale_metadata, shape, param_dtype, rngs)
+        self.bias = optional_param(use_bias, bias_init, bias_metadata, shape, param_dtype, rngs)
+        keep_arguments(self, locals(), _INSTANCE_NORM_ARGUMENTS)
 
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes each example and feature over the remaining axes."""
@@ -539,26 +414,8 @@ class InstanceNorm(Module):
                 f"got feature_axes={self.feature_axes}."
             )
         reduction_axes = tuple(i for i in range(1, x.ndim) if i not in feature_axes)
-        mean, var = compute_stats(
-            x,
-            reduction_axes,
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-        )
-        return normalize(
-            x,
-            mean,
-            var,
-            value_or_none(self.scale),
-            value_or_none(self.bias),
-            reduction_axes,
-            feature_axes,
-            self.dtype,
-            self.epsilon,
-        )
+        mean, var = self._statistics(x, reduction_axes, mask)
+        return self._normalize(x, mean, var, reduction_axes, feature_axes)
 
 
 def _path_key(path: tuple[Any, ...]) -> str:
@@ -630,15 +487,7 @@ class WeightNorm(Module):
         promote_dtype: Any = dtypes.promote_dtype,
         rngs: Rngs,
     ):
-        self.layer_instance = layer_instance
-        self.feature_axes = feature_axes
-        self.use_scale = use_scale
-        self.scale_init = scale_init
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.variable_filter = variable_filter
-        self.promote_dtype = promote_dtype
+        keep_arguments(self, locals(), _WEIGHT_NORM_ARGUMENTS)
         predicate = to_predicate(variable_filter)
         scales = {}
         if use_scale:
@@ -703,13 +552,7 @@ class SpectralNorm(Module):
         update_stats: bool = True,
         rngs: Rngs,
     ):
-        self.layer_instance = layer_instance
-        self.n_steps = n_steps
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.error_on_non_matrix = error_on_non_matrix
-        self.update_stats = update_stats
+        keep_arguments(self, locals(), _SPECTRAL_NORM_ARGUMENTS)
         stats = {}
         for key, variable in self._targets():
             columns = variable.shape[-1]

@@ -8,6 +8,7 @@ update its own Variables at each step.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -21,6 +22,7 @@ from plait.core.nn.activations import sigmoid, tanh
 
 from .._errors import check_feature_axis, shape_error
 from .._module import Module
+from ._layer_helpers import keep_arguments
 from ._linear import Linear
 
 Array = jax.Array
@@ -108,12 +110,141 @@ class RNNCellBase(Module):
         return 1
 
 
-def _cell_attributes(cell: Any, **attributes: Any) -> None:
-    for name, value in attributes.items():
-        setattr(cell, name, value)
+# The constructor arguments each cell keeps as attributes, in the order it stores them.
+_GATED_CELL_ARGUMENTS = (
+    "in_features hidden_features gate_fn activation_fn kernel_init recurrent_kernel_init"
+    " bias_init dtype param_dtype carry_init promote_dtype"
+)
+_SIMPLE_CELL_ARGUMENTS = (
+    "in_features hidden_features dtype param_dtype carry_init residual activation_fn"
+    " kernel_init recurrent_kernel_init bias_init promote_dtype"
+)
 
 
-class LSTMCell(RNNCellBase):
+def _configure_cell(cell: RNNCellBase, arguments: Mapping[str, Any], names: str) -> None:
+    """Keeps the constructor ``arguments`` named in ``names`` on ``cell``, then its rngs."""
+    carry_init = arguments["carry_init"]
+    # Each cell gets its own zeros initializer, as it always has: the initializer is part
+    # of the cell's static structure.
+    if carry_init is None:
+        carry_init = initializers.zeros_init()
+    keep_arguments(cell, {**arguments, "carry_init": carry_init}, names)
+    # Only a cell asked to keep its streams can draw random carries without being passed rngs.
+    cell.rngs = arguments["rngs"].fork() if arguments["keep_rngs"] else None
+
+
+class _Projections:
+    """Builds a cell's ``Linear`` layers from the settings already stored on the cell.
+
+    Input projections read ``x`` and use ``kernel_init``; hidden projections read the
+    carry and use ``recurrent_kernel_init``. All share the cell's dtypes and rng streams,
+    so the order of the calls fixes which random key each kernel gets.
+    """
+
+    def __init__(
+        self,
+        cell: RNNCellBase,
+        rngs: Rngs,
+        kernel_metadata: Mapping[str, Any],
+        recurrent_kernel_metadata: Mapping[str, Any],
+        bias_metadata: Mapping[str, Any],
+    ):
+        self.cell = cell
+        self.rngs = rngs
+        self.kernel_metadata = kernel_metadata
+        self.recurrent_kernel_metadata = recurrent_kernel_metadata
+        self.bias_metadata = bias_metadata
+
+    def from_inputs(self, out_features: int, *, use_bias: bool) -> Linear:
+        cell = self.cell
+        return self._linear(
+            cell.in_features, out_features, use_bias, cell.kernel_init, self.kernel_metadata
+        )
+
+    def from_hidden(self, out_features: int, *, use_bias: bool) -> Linear:
+        cell = self.cell
+        return self._linear(
+            cell.hidden_features,
+            out_features,
+            use_bias,
+            cell.recurrent_kernel_init,
+            self.recurrent_kernel_metadata,
+        )
+
+    def _linear(
+        self,
+        in_features: int,
+        out_features: int,
+        use_bias: bool,
+        kernel_init: Any,
+        kernel_metadata: Mapping[str, Any],
+    ) -> Linear:
+        cell = self.cell
+        # An unbiased projection is not handed bias_init, so it keeps Linear's default
+        # (the attribute is part of the layer's static structure).
+        bias_args = (
+            {"bias_init": cell.bias_init, "bias_metadata": self.bias_metadata} if use_bias else {}
+        )
+        return Linear(
+            in_features,
+            out_features,
+            use_bias=use_bias,
+            kernel_init=kernel_init,
+            dtype=cell.dtype,
+            param_dtype=cell.param_dtype,
+            promote_dtype=cell.promote_dtype,
+            rngs=self.rngs,
+            kernel_metadata=kernel_metadata,
+            **bias_args,
+        )
+
+
+class _GatedCell(RNNCellBase):
+    """The constructor of the gated cells (LSTM, fused LSTM, GRU).
+
+    They take the same arguments, so one signature serves all of them; each subclass only
+    lays out its projections in ``_build_projections``, which also names its parameters.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        gate_fn: Callable[..., Any] = sigmoid,
+        activation_fn: Callable[..., Any] = tanh,
+        kernel_init: Any = default_kernel_init,
+        recurrent_kernel_init: Any = _ORTHOGONAL,
+        bias_init: Any = _ZEROS_INIT,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        carry_init: Any = None,
+        promote_dtype: Any = dtypes.promote_dtype,
+        keep_rngs: bool = False,
+        rngs: Rngs,
+        kernel_metadata: Mapping[str, Any] = _EMPTY,
+        recurrent_kernel_metadata: Mapping[str, Any] = _EMPTY,
+        bias_metadata: Mapping[str, Any] = _EMPTY,
+    ):
+        _configure_cell(self, locals(), _GATED_CELL_ARGUMENTS)
+        self._build_projections(
+            _Projections(self, rngs, kernel_metadata, recurrent_kernel_metadata, bias_metadata)
+        )
+
+    def _build_projections(self, projections: _Projections) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define _build_projections")
+
+    def _build_fused_projections(
+        self, projections: _Projections, *, num_gates: int, bias_on_inputs: bool
+    ) -> None:
+        # One input and one hidden matmul compute every gate at once (``dense_i`` and
+        # ``dense_h``); only one side has a bias, the side differing between cells.
+        fused = num_gates * self.hidden_features
+        self.dense_i = projections.from_inputs(fused, use_bias=bias_on_inputs)
+        self.dense_h = projections.from_hidden(fused, use_bias=not bias_on_inputs)
+
+
+class LSTMCell(_GatedCell):
     r"""LSTM cell with separate input (``ii, if_, ig, io``) and hidden (``hi, hf, hg, ho``)
     projections; only the hidden projections carry a bias.
 
@@ -130,72 +261,19 @@ class LSTMCell(RNNCellBase):
       (2, 4)
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        gate_fn: Callable[..., Any] = sigmoid,
-        activation_fn: Callable[..., Any] = tanh,
-        kernel_init: Any = default_kernel_init,
-        recurrent_kernel_init: Any = modified_orthogonal,
-        bias_init: Any = _ZEROS_INIT,
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
-        carry_init: Any = None,
-        promote_dtype: Any = dtypes.promote_dtype,
-        keep_rngs: bool = False,
-        rngs: Rngs,
-        kernel_metadata: Mapping[str, Any] = _EMPTY,
-        recurrent_kernel_metadata: Mapping[str, Any] = _EMPTY,
-        bias_metadata: Mapping[str, Any] = _EMPTY,
-    ):
-        _cell_attributes(
-            self,
-            in_features=in_features,
-            hidden_features=hidden_features,
-            gate_fn=gate_fn,
-            activation_fn=activation_fn,
-            kernel_init=kernel_init,
-            recurrent_kernel_init=recurrent_kernel_init,
-            bias_init=bias_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            carry_init=carry_init if carry_init is not None else initializers.zeros_init(),
-            promote_dtype=promote_dtype,
-        )
-        self.rngs = rngs.fork() if keep_rngs else None
+    # The gated cells' arguments, except that the recurrent kernels default to the
+    # half-precision-safe orthogonal initializer, as Flax's LSTMCell does.
+    __init__ = functools.partialmethod(
+        _GatedCell.__init__, recurrent_kernel_init=modified_orthogonal
+    )
 
-        def dense_i() -> Linear:
-            return Linear(
-                in_features,
-                hidden_features,
-                use_bias=False,
-                kernel_init=kernel_init,
-                dtype=dtype,
-                param_dtype=param_dtype,
-                promote_dtype=promote_dtype,
-                rngs=rngs,
-                kernel_metadata=kernel_metadata,
-            )
-
-        def dense_h() -> Linear:
-            return Linear(
-                hidden_features,
-                hidden_features,
-                use_bias=True,
-                kernel_init=recurrent_kernel_init,
-                bias_init=bias_init,
-                dtype=dtype,
-                param_dtype=param_dtype,
-                promote_dtype=promote_dtype,
-                rngs=rngs,
-                kernel_metadata=recurrent_kernel_metadata,
-                bias_metadata=bias_metadata,
-            )
-
-        self.ii, self.if_, self.ig, self.io = dense_i(), dense_i(), dense_i(), dense_i()
-        self.hi, self.hf, self.hg, self.ho = dense_h(), dense_h(), dense_h(), dense_h()
+    def _build_projections(self, projections: _Projections) -> None:
+        # One Linear per gate (all input ones first), so each gate has its own parameters.
+        size = self.hidden_features
+        inputs = [projections.from_inputs(size, use_bias=False) for _ in range(4)]
+        hidden = [projections.from_hidden(size, use_bias=True) for _ in range(4)]
+        self.ii, self.if_, self.ig, self.io = inputs
+        self.hi, self.hf, self.hg, self.ho = hidden
 
     def __call__(
         self, carry: tuple[Array, Array], inputs: Array
@@ -224,7 +302,7 @@ class LSTMCell(RNNCellBase):
         return c, h
 
 
-class OptimizedLSTMCell(RNNCellBase):
+class OptimizedLSTMCell(_GatedCell):
     """LSTM cell computing all four gates with one input matmul (``dense_i``, no bias)
     and one hidden matmul (``dense_h``, with bias); gate order in the fused
     ``4 * hidden_features`` axis is ``i, f, g, o``. Same math as :class:`LSTMCell`.
@@ -237,65 +315,8 @@ class OptimizedLSTMCell(RNNCellBase):
       ((3, 16), (4, 16))
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        gate_fn: Callable[..., Any] = sigmoid,
-        activation_fn: Callable[..., Any] = tanh,
-        kernel_init: Any = default_kernel_init,
-        recurrent_kernel_init: Any = _ORTHOGONAL,
-        bias_init: Any = _ZEROS_INIT,
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
-        carry_init: Any = None,
-        promote_dtype: Any = dtypes.promote_dtype,
-        keep_rngs: bool = False,
-        rngs: Rngs,
-        kernel_metadata: Mapping[str, Any] = _EMPTY,
-        recurrent_kernel_metadata: Mapping[str, Any] = _EMPTY,
-        bias_metadata: Mapping[str, Any] = _EMPTY,
-    ):
-        _cell_attributes(
-            self,
-            in_features=in_features,
-            hidden_features=hidden_features,
-            gate_fn=gate_fn,
-            activation_fn=activation_fn,
-            kernel_init=kernel_init,
-            recurrent_kernel_init=recurrent_kernel_init,
-            bias_init=bias_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            carry_init=carry_init if carry_init is not None else initializers.zeros_init(),
-            promote_dtype=promote_dtype,
-        )
-        self.rngs = rngs.fork() if keep_rngs else None
-        self.dense_i = Linear(
-            in_features,
-            4 * hidden_features,
-            use_bias=False,
-            kernel_init=kernel_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            promote_dtype=promote_dtype,
-            rngs=rngs,
-            kernel_metadata=kernel_metadata,
-        )
-        self.dense_h = Linear(
-            hidden_features,
-            4 * hidden_features,
-            use_bias=True,
-            kernel_init=recurrent_kernel_init,
-            bias_init=bias_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            promote_dtype=promote_dtype,
-            rngs=rngs,
-            kernel_metadata=recurrent_kernel_metadata,
-            bias_metadata=bias_metadata,
-        )
+    def _build_projections(self, projections: _Projections) -> None:
+        self._build_fused_projections(projections, num_gates=4, bias_on_inputs=False)
 
     def __call__(
         self, carry: tuple[Array, Array], inputs: Array
@@ -308,15 +329,8 @@ class OptimizedLSTMCell(RNNCellBase):
         new_h = self.gate_fn(o) * self.activation_fn(new_c)
         return (new_c, new_h), new_h
 
-    def initialize_carry(
-        self,
-        input_shape: tuple[int, ...],
-        rngs: Rngs | RngStream | None = None,
-        carry_init: Any = None,
-    ) -> tuple[Array, Array]:
-        """Returns ``(c, h)``, each ``(batch..., hidden_features)``."""
-        shape = tuple(input_shape[:-1]) + (self.hidden_features,)
-        return self._new_state(shape, rngs, carry_init), self._new_state(shape, rngs, carry_init)
+    # The carry is LSTMCell's ``(c, h)``.
+    initialize_carry = LSTMCell.initialize_carry
 
 
 class SimpleCell(RNNCellBase):
@@ -351,45 +365,13 @@ class SimpleCell(RNNCellBase):
         recurrent_kernel_metadata: Mapping[str, Any] = _EMPTY,
         bias_metadata: Mapping[str, Any] = _EMPTY,
     ):
-        _cell_attributes(
-            self,
-            in_features=in_features,
-            hidden_features=hidden_features,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            carry_init=carry_init if carry_init is not None else initializers.zeros_init(),
-            residual=residual,
-            activation_fn=activation_fn,
-            kernel_init=kernel_init,
-            recurrent_kernel_init=recurrent_kernel_init,
-            bias_init=bias_init,
-            promote_dtype=promote_dtype,
+        _configure_cell(self, locals(), _SIMPLE_CELL_ARGUMENTS)
+        projections = _Projections(
+            self, rngs, kernel_metadata, recurrent_kernel_metadata, bias_metadata
         )
-        self.rngs = rngs.fork() if keep_rngs else None
-        self.dense_h = Linear(
-            hidden_features,
-            hidden_features,
-            use_bias=False,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=recurrent_kernel_init,
-            promote_dtype=promote_dtype,
-            rngs=rngs,
-            kernel_metadata=recurrent_kernel_metadata,
-        )
-        self.dense_i = Linear(
-            in_features,
-            hidden_features,
-            use_bias=True,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            promote_dtype=promote_dtype,
-            rngs=rngs,
-            kernel_metadata=kernel_metadata,
-            bias_metadata=bias_metadata,
-        )
+        # The hidden projection draws its kernel first; swapping them would change the init.
+        self.dense_h = projections.from_hidden(hidden_features, use_bias=False)
+        self.dense_i = projections.from_inputs(hidden_features, use_bias=True)
 
     def __call__(self, carry: Array, inputs: Array) -> tuple[Array, Array]:
         """One step."""
@@ -401,7 +383,7 @@ class SimpleCell(RNNCellBase):
         return new_carry, new_carry
 
 
-class GRUCell(RNNCellBase):
+class GRUCell(_GatedCell):
     """GRU cell with fused projections ``dense_i`` (input, bias; ``r, z, n``) and
     ``dense_h`` (hidden, no bias):
 
@@ -416,65 +398,8 @@ class GRUCell(RNNCellBase):
       ((3, 12), (4, 12))
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        gate_fn: Callable[..., Any] = sigmoid,
-        activation_fn: Callable[..., Any] = tanh,
-        kernel_init: Any = default_kernel_init,
-        recurrent_kernel_init: Any = _ORTHOGONAL,
-        bias_init: Any = _ZEROS_INIT,
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
-        carry_init: Any = None,
-        promote_dtype: Any = dtypes.promote_dtype,
-        keep_rngs: bool = False,
-        rngs: Rngs,
-        kernel_metadata: Mapping[str, Any] = _EMPTY,
-        recurrent_kernel_metadata: Mapping[str, Any] = _EMPTY,
-        bias_metadata: Mapping[str, Any] = _EMPTY,
-    ):
-        _cell_attributes(
-            self,
-            in_features=in_features,
-            hidden_features=hidden_features,
-            gate_fn=gate_fn,
-            activation_fn=activation_fn,
-            kernel_init=kernel_init,
-            recurrent_kernel_init=recurrent_kernel_init,
-            bias_init=bias_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            carry_init=carry_init if carry_init is not None else initializers.zeros_init(),
-            promote_dtype=promote_dtype,
-        )
-        self.rngs = rngs.fork() if keep_rngs else None
-        self.dense_i = Linear(
-            in_features,
-            3 * hidden_features,
-            use_bias=True,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            promote_dtype=promote_dtype,
-            rngs=rngs,
-            kernel_metadata=kernel_metadata,
-            bias_metadata=bias_metadata,
-        )
-        self.dense_h = Linear(
-            hidden_features,
-            3 * hidden_features,
-            use_bias=False,
-            kernel_init=recurrent_kernel_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            promote_dtype=promote_dtype,
-            rngs=rngs,
-            kernel_metadata=recurrent_kernel_metadata,
-        )
+    def _build_projections(self, projections: _Projections) -> None:
+        self._build_fused_projections(projections, num_gates=3, bias_on_inputs=True)
 
     def __call__(self, carry: Array, inputs: Array) -> tuple[Array, Array]:
         """One GRU step."""
