@@ -144,3 +144,16 @@ def test_overwriting_with_force_invalidates_before_writing(saved, monkeypatch):
         checkpoint.save(saved, {"w": jnp.zeros(2)}, force=True)
     with pytest.raises(checkpoint.IncompleteCheckpointError, match="has no commit marker"):
         checkpoint.restore(saved)
+
+
+@pytest.mark.parametrize("name", ["manifest.ocdbt", "_METADATA"])
+def test_damaged_metadata_files_are_reported_by_checksum_not_by_their_symptom(saved, name):
+    # These files are parsed before (or while) the arrays are read; whatever the parser
+    # makes of the damage, the error names the damaged file.
+    target = saved / "state" / name
+    data = bytearray(target.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4] = bytes(b ^ 0xFF for b in data[middle : middle + 4])
+    target.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CorruptCheckpointError, match=rf"{name}: CRC-32C .* differs"):
+        checkpoint.restore(saved)

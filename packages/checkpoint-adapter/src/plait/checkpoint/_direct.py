@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -86,9 +86,16 @@ def _corrupt(state_dir: str, stored: Path, err: BaseException) -> CorruptCheckpo
 
 
 def read_arrays(
-    state_dir: str, driver: str, requests: Mapping[Path, ArrayRequest]
+    state_dir: str,
+    driver: str,
+    requests: Mapping[Path, ArrayRequest],
+    while_reading: Callable[[], None] | None = None,
 ) -> dict[Path, jax.Array]:
-    """Reads ``{stored path: request}`` into JAX arrays with the requested shardings."""
+    """Reads ``{stored path: request}`` into JAX arrays with the requested shardings.
+
+    ``while_reading`` runs once every read is issued and before any is awaited, so that
+    work (the manifest's checksum pass) overlaps tensorstore's reads.
+    """
     context = ts.Context(_CONTEXT_SPEC)
     opening = {
         stored: ts.open(_spec(state_dir, stored, driver), open=True, read=True, context=context)
@@ -125,6 +132,8 @@ def read_arrays(
             pending.append((stored, ts.array(buffer).write(source)))
             buffers[key] = len(placed)
             placed.append((device, buffer))
+    if while_reading is not None:
+        while_reading()
     for stored, write in pending:
         try:
             write.result()
