@@ -65,7 +65,31 @@ def find_uv() -> str:
 def uv_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)
+    if sys.version_info >= (3, 12):
+        # Every environment uses the interpreter running this script, so uv never has to
+        # look for (or download) one; it may be off PATH, e.g. a pyenv version.
+        env.setdefault("UV_PYTHON", sys.executable)
     return env
+
+
+def find_project_python(wanted: str) -> str:
+    """A Python ``wanted`` (e.g. "3.12") on this machine: on PATH or under pyenv.
+
+    Falls back to the bare version, which uv resolves itself (downloading it when it has
+    to, which needs access to its download host).
+    """
+    found = shutil.which(f"python{wanted}")
+    if found:
+        return found
+    roots = [os.environ.get("PYENV_ROOT"), str(Path.home() / ".pyenv")]
+    for root in filter(None, roots):
+        candidates = sorted(
+            Path(root, "versions").glob(f"{wanted}*/bin/python{wanted}"),
+            key=lambda p: tuple(int(x) for x in p.parts[-3].split(".") if x.isdigit()),
+        )
+        if candidates:
+            return str(candidates[-1])
+    return wanted
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -237,7 +261,8 @@ def reexec_under_project_python() -> None:
     env = uv_env()
     env["PLAIT_CI_REEXEC"] = "1"
     log(f"python {platform.python_version()} is older than the project's {wanted}; re-running under {wanted} via uv")
-    cmd = [uv, "run", "--no-project", "--python", wanted, "python", str(Path(__file__).resolve()), *sys.argv[1:]]
+    python = find_project_python(wanted)
+    cmd = [uv, "run", "--no-project", "--python", python, "python", str(Path(__file__).resolve()), *sys.argv[1:]]
     sys.stdout.flush()
     sys.exit(subprocess.run(cmd, cwd=ROOT, env=env).returncode)
 
