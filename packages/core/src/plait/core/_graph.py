@@ -111,6 +111,7 @@ def _copies(leaves: list[Any]) -> list[Any]:
             var = new(t)
             _RAW_SET(var, leaf._raw_value)
             _META_SET(var, dict(leaf._var_metadata))
+            _AUX_SET(var, None)
             append(var)
         else:
             append(leaf)
@@ -121,6 +122,7 @@ _VAR_TYPES: set[type] = set()
 _NON_VAR_TYPES: set[type] = set()
 _RAW_SET = Variable.__dict__["_raw_value"].__set__
 _META_SET = Variable.__dict__["_var_metadata"].__set__
+_AUX_SET = Variable.__dict__["_var_aux"].__set__  # unset would cost an exception per flatten
 
 
 def _note_type(t: type) -> bool:

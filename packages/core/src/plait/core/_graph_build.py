@@ -55,6 +55,7 @@ _P_LEAF = (P_LEAF,)
 _OBJECT_IMPL = graph_impl_for_type(Object)
 _RAW_SET = Variable.__dict__["_raw_value"].__set__
 _META_SET = Variable.__dict__["_var_metadata"].__set__
+_AUX_SET = Variable.__dict__["_var_aux"].__set__  # unset would cost an exception per flatten
 _set_dict = Object.__dict__["__dict__"].__set__
 _set_trace = Object.__dict__["_plait_trace"].__set__
 _set_kinds = Object.__dict__["_plait_kinds"].__set__
@@ -149,12 +150,14 @@ class _Builder:
                 var = _new(type(leaf))
                 _RAW_SET(var, leaf._raw_value)
                 _META_SET(var, dict(leaf._var_metadata))
+                _AUX_SET(var, None)
             else:
                 var = leaf
         else:
             var = _new(op[1])
             _RAW_SET(var, leaf)
             _META_SET(var, op[3].copy())
+            _AUX_SET(var, None)
         index_ref[index] = var
         return var
 

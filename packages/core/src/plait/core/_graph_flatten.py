@@ -53,6 +53,7 @@ K_ARRAY, K_STATIC, K_VAR, K_NODE, K_SEQ, K_MAP, K_GENERIC, K_OBJECT = range(8)
 _OBJECT_IMPL = graph_impl_for_type(Object)
 _RAW_SET = Variable.__dict__["_raw_value"].__set__
 _META_SET = Variable.__dict__["_var_metadata"].__set__
+_AUX_SET = Variable.__dict__["_var_aux"].__set__  # unset would cost an exception per flatten
 _new = object.__new__
 
 
@@ -109,6 +110,7 @@ def copy_variable(var: Any) -> Any:
     leaf = _new(type(var))
     _RAW_SET(leaf, var._raw_value)
     _META_SET(leaf, dict(var._var_metadata))
+    _AUX_SET(leaf, None)
     return leaf
 
 
@@ -205,6 +207,7 @@ class _Flattener:
                     leaf = _new(t)
                     _RAW_SET(leaf, value._raw_value)
                     _META_SET(leaf, dict(metadata))
+                    _AUX_SET(leaf, None)
                     leaves_append(leaf)
                 else:
                     leaves_append(value)

@@ -189,7 +189,9 @@ class _VariableAux:
     """Pytree aux data of a Variable: its type and a private copy of its metadata.
 
     Hashes by type and metadata keys only (values may be unhashable, e.g. arrays); equality
-    compares the metadata values too.
+    compares the metadata values too. ``metadata`` is never mutated: a Variable caches its
+    aux, and Variables built by unflatten share this dict until their first metadata write
+    (see ``_writable_metadata``).
     """
 
     __slots__ = ("type", "metadata", "_hash")
@@ -203,9 +205,15 @@ class _VariableAux:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
+        if self is other:  # the usual case once auxes are cached: skip the per-key compare
+            return True
         if not isinstance(other, _VariableAux):
             return NotImplemented
-        if self.type is not other.type or self.metadata.keys() != other.metadata.keys():
+        if self.type is not other.type:
+            return False
+        if self.metadata is other.metadata:
+            return True
+        if self.metadata.keys() != other.metadata.keys():
             return False
         for key, value in self.metadata.items():
             other_value = other.metadata[key]
@@ -227,22 +235,67 @@ _VALUE_KEY = _compat.GetAttrKey("value")
 
 def _new_variable(var_type: type, raw_value: Any, metadata: dict[str, Any]) -> Any:
     """Builds a Variable without running __init__ (no hooks, no validation)."""
-    var = object.__new__(var_type)
-    object.__setattr__(var, "_raw_value", raw_value)
-    object.__setattr__(var, "_var_metadata", metadata)
+    var = _NEW(var_type)
+    _RAW_SET(var, raw_value)
+    _META_SET(var, metadata)
+    _AUX_SET(var, None)
     return var
 
 
+# JAX flattens every Variable at every jit call: the cached aux makes that a slot read and
+# lets treedef equality hit _VariableAux.__eq__'s identity shortcut. The slot is unset only
+# for Variables made by object.__new__ outside plait.core (slow path, still correct); the type
+# check catches __class__ assignment.
 def _variable_flatten_with_keys(var: Variable[Any]) -> tuple[tuple[tuple[Any, Any]], Any]:
-    return ((_VALUE_KEY, var._raw_value),), _VariableAux(type(var), dict(var._var_metadata))
+    try:
+        aux = _AUX_GET(var)
+    except AttributeError:
+        aux = None
+    if aux is None or aux.type is not type(var):
+        aux = _VariableAux(type(var), dict(var._var_metadata))
+        _AUX_SET(var, aux)
+    return ((_VALUE_KEY, var._raw_value),), aux
 
 
 def _variable_flatten(var: Variable[Any]) -> tuple[tuple[Any], Any]:
-    return (var._raw_value,), _VariableAux(type(var), dict(var._var_metadata))
+    try:
+        aux = _AUX_GET(var)
+    except AttributeError:
+        aux = None
+    if aux is None or aux.type is not type(var):
+        aux = _VariableAux(type(var), dict(var._var_metadata))
+        _AUX_SET(var, aux)
+    return (var._raw_value,), aux
 
 
 def _variable_unflatten(aux: _VariableAux, children: Sequence[Any]) -> Any:
-    return _new_variable(aux.type, children[0], dict(aux.metadata))
+    # Copy-on-write: share the aux's dict (never mutated) and reuse the aux as the cache;
+    # _writable_metadata takes a private copy before the first write.
+    var = _NEW(aux.type)
+    _RAW_SET(var, children[0])
+    _META_SET(var, aux.metadata)
+    _AUX_SET(var, aux)
+    return var
+
+
+def _writable_metadata(var: Variable[Any]) -> dict[str, Any]:
+    """The Variable's metadata dict, ready for an in-place write.
+
+    Every write to ``_var_metadata`` goes through here: it drops the cached aux and, if the
+    dict is still shared with that aux (built by unflatten), replaces it with a private copy.
+    Raises AttributeError when the Variable has no metadata yet.
+    """
+    metadata = _META_GET(var)
+    try:
+        aux = _AUX_GET(var)
+    except AttributeError:
+        aux = None
+    if aux is not None:
+        _AUX_SET(var, None)
+        if aux.metadata is metadata:
+            metadata = dict(metadata)
+            _META_SET(var, metadata)
+    return metadata
 
 
 def _register_variable_pytree(cls: type) -> None:
@@ -291,7 +344,8 @@ class Variable(Generic[A]):
         12.0
     """
 
-    __slots__ = ("_raw_value", "_var_metadata", "__weakref__")
+    # _var_aux: the cached pytree aux (None: not built); never metadata, never copied.
+    __slots__ = ("_raw_value", "_var_metadata", "_var_aux", "__weakref__")
 
     required_metadata = REQUIRED_METADATA
     _plait_own_attrs: frozenset[str] = frozenset()
@@ -340,6 +394,7 @@ class Variable(Generic[A]):
         except AttributeError:
             pass
         object.__setattr__(self, "_var_metadata", metadata)
+        object.__setattr__(self, "_var_aux", None)
         object.__setattr__(self, "_raw_value", value)
         value = self.create_value(value)
         if (
@@ -374,18 +429,23 @@ class Variable(Generic[A]):
     def __setattr__(self, name: str, value: Any) -> None:
         if name in type(self)._plait_own_attrs:
             object.__setattr__(self, name, value)
+            if name == "_var_metadata":
+                _AUX_SET(self, None)
             return
         try:
-            self._var_metadata[name] = value
+            _writable_metadata(self)[name] = value
         except AttributeError:  # a subclass __init__ setting metadata before super().__init__
             object.__setattr__(self, "_var_metadata", {name: value})
+            _AUX_SET(self, None)
         _metadata_changed()
 
     def __delattr__(self, name: str) -> None:
         if name in type(self)._plait_own_attrs:
             object.__delattr__(self, name)
+            if name == "_var_metadata":
+                _AUX_SET(self, None)
         elif name in self._var_metadata:
-            del self._var_metadata[name]
+            del _writable_metadata(self)[name]
             _metadata_changed()
         else:
             raise AttributeError(f"{type(self).__name__} has no metadata {name!r}")
@@ -424,7 +484,7 @@ class Variable(Generic[A]):
         for name in HOOK_NAMES:
             if name in kwargs:
                 kwargs[name] = _as_hook_tuple(kwargs[name])
-        self._var_metadata.update(kwargs)
+        _writable_metadata(self).update(kwargs)
         _metadata_changed()
 
     def has_metadata(self, name: str) -> bool:
@@ -433,7 +493,7 @@ class Variable(Generic[A]):
     def del_metadata(self, name: str) -> None:
         if name not in self._var_metadata:
             raise VariableError(f"{type(self).__name__} has no metadata {name!r} to delete.")
-        del self._var_metadata[name]
+        del _writable_metadata(self)[name]
         _metadata_changed()
 
     @property
@@ -442,7 +502,7 @@ class Variable(Generic[A]):
 
     @sharding_names.setter
     def sharding_names(self, names: Any) -> None:
-        self._var_metadata["sharding_names"] = names
+        _writable_metadata(self)["sharding_names"] = names
         _metadata_changed()
 
     @property
@@ -547,6 +607,7 @@ class Variable(Generic[A]):
         mine = self._var_metadata
         theirs = other._var_metadata
         if (mine or theirs) and not _same_metadata(mine, theirs):
+            mine = _writable_metadata(self)
             mine.clear()
             mine.update(theirs)
             _metadata_changed()
@@ -575,7 +636,9 @@ class Variable(Generic[A]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         object.__setattr__(self, "_raw_value", state["raw_value"])
-        object.__setattr__(self, "_var_metadata", state["metadata"])
+        # copy.copy hands over the original's dict itself: take a private one
+        object.__setattr__(self, "_var_metadata", dict(state["metadata"]))
+        object.__setattr__(self, "_var_aux", None)
         _metadata_changed()
 
     def __repr__(self) -> str:
@@ -711,7 +774,12 @@ Variable.__round__ = lambda self, ndigits=None: round(self.get_value(), ndigits)
 
 _register_variable_pytree(Variable)
 Variable._plait_own_attrs = _data_descriptor_names(Variable)
+_NEW = object.__new__
 _RAW_SET = Variable.__dict__["_raw_value"].__set__
+_META_GET = Variable.__dict__["_var_metadata"].__get__
+_META_SET = Variable.__dict__["_var_metadata"].__set__
+_AUX_GET = Variable.__dict__["_var_aux"].__get__
+_AUX_SET = Variable.__dict__["_var_aux"].__set__
 
 
 class Param(Variable[A]):
