@@ -311,9 +311,12 @@ class _JitContext:
         self.variables = variables
         self.flags = tuple(sorted(outer.flags.items()))
         self.key = (fn_key, self.path, _hashable(self.mutable), _hashable(variables), self.flags)
+        # Hashed once here (raises TypeError for an unhashable configuration): core.jit
+        # hashes its static arguments more than once per call.
+        self._hash = hash(self.key)
 
     def __hash__(self) -> int:
-        return hash(self.key)
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _JitContext) and self.key == other.key
@@ -394,7 +397,6 @@ def jit(
         key = fn if fn_key is None else fn_key
         try:
             ctx = _JitContext(fn, key, scope, variables)
-            hash(ctx)
         except TypeError:  # unhashable configuration: trace every call
             ctx = _JitContext(fn, object(), scope, variables)
         y, mutated = jitted(ctx, group, keys, *args, **kwargs)

@@ -242,6 +242,7 @@ class JitWrapped(Generic[P, R]):
         self._plans: dict[Any, _Plan] = {}
         self._fast_plans: dict[tuple[Any, ...], _Plan] = {}
         self._pure_plans: dict[Any, _Plan] = {}
+        self._static_splits: dict[int, tuple[tuple[int, ...], Callable, Callable]] = {}
         self._has_static = bool(self.static_argnums or self.static_argnames)
         self._plans_epoch = -1
         self._entries: dict[Any, _Entry] = {}
@@ -270,14 +271,21 @@ class JitWrapped(Generic[P, R]):
         self.donate_argnames = tuple(dict.fromkeys(self.donate_argnames + names_for(self.donate_argnums)))
         self.donate_argnums = tuple(dict.fromkeys(self.donate_argnums + nums_for(self.donate_argnames)))
 
+    def _static_positions(self, n: int) -> tuple[tuple[int, ...], Callable, Callable]:
+        """For ``n`` positional arguments: static positions, and getters of both parts."""
+        split = self._static_splits.get(n)
+        if split is None:
+            static_pos = tuple(sorted({i % n for i in self.static_argnums if -n <= i < n}))
+            dynamic = [i for i in range(n) if i not in static_pos]
+            split = self._static_splits[n] = (static_pos, _getter(dynamic), _getter(static_pos))
+        return split
+
     def _split_static(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        n = len(args)
-        static_pos = sorted({i % n if n else i for i in self.static_argnums if -n <= i < n})
+        static_pos, dynamic_of, static_of = self._static_positions(len(args))
         if not static_pos and not self.static_argnames:
             return args, kwargs, (), ()
-        static_set = set(static_pos)
-        dyn_args = tuple(a for i, a in enumerate(args) if i not in static_set)
-        static_vals = tuple(args[i] for i in static_pos)
+        dyn_args = tuple(dynamic_of(args))
+        static_vals = tuple(static_of(args))
         static_kw = tuple((k, kwargs[k]) for k in self.static_argnames if k in kwargs)
         if static_kw:
             kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
