@@ -219,6 +219,16 @@ def test_plain_pytree_calls_hit_a_plan_and_objects_in_the_same_places_do_not():
     assert int(counter.count[...]) == 2
 
 
+def test_calls_with_objects_inside_containers_make_no_plain_pytree_plans():
+    # Objects are JAX pytrees too: a plain flatten of such arguments would walk the whole
+    # object graph on every call, so only functions called with plain pytrees use it.
+    model = Linear(2, 2)
+    step = pc.jit(lambda pair, batch: pair[0](batch["x"]))
+    for _ in range(3):
+        step((model, model), {"x": jnp.ones((1, 2))})
+    assert not step._pure_plans and int(model.calls[...]) == 3
+
+
 def test_static_argnums_and_argnames():
     traces = []
 

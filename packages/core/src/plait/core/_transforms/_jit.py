@@ -322,12 +322,12 @@ class JitWrapped(Generic[P, R]):
             if plan is not None:
                 return self._run(plan, args, epoch)
         dyn_args, dyn_kwargs, static_pos, static_key = self._split_static(args, kwargs)
-        pure_key = None
-        if fast_key is None:
+        if fast_key is None and self._pure_plans:
             # Pytrees of arrays only: JAX's flatten (C++, no per-node question) is the key.
+            # Only functions that were called that way pay for it: objects are JAX pytrees
+            # too, and this flatten would walk their whole graph.
             pure_flat, pure_treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs))
-            pure_key = (pure_treedef, static_key)
-            plan = self._pure_plans.get(pure_key)
+            plan = self._pure_plans.get((pure_treedef, static_key))
             if plan is not None and _all_pure_leaves(pure_flat):
                 return self._run(plan, pure_flat, epoch)
         flat, treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs), is_leaf=is_lift_leaf)
@@ -342,8 +342,9 @@ class JitWrapped(Generic[P, R]):
             self._plans[key] = plan
         if fast_key is not None:
             self._fast_plans[fast_key] = plan  # flat == list(args) for such calls
-        elif pure_key is not None and not nodes and _all_pure_leaves(flat):
-            self._pure_plans[pure_key] = plan  # no nodes: JAX's flatten gives the same list
+        elif not nodes and _all_pure_leaves(flat):
+            # No nodes: is_leaf never fired, so JAX's plain flatten gives this treedef and list.
+            self._pure_plans[(treedef, static_key)] = plan
         return self._run(plan, flat, epoch)
 
     def _drop_plans(self, epoch: int) -> None:
