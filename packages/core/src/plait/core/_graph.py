@@ -79,7 +79,7 @@ from ._graph_traverse import (  # noqa: F401 - re-exported
 from ._graphdef import GraphDef, graph_impl_for_type
 from ._object import TrackedDict, TrackedList, bump_structure_epoch
 from ._state import FlatState, State, merge_state
-from ._variable import Variable
+from ._variable import _AUX_SET, _META_SET, _RAW_SET, Variable
 
 A = TypeVar("A")
 PathParts = tuple[Any, ...]
@@ -120,9 +120,6 @@ def _copies(leaves: list[Any]) -> list[Any]:
 
 _VAR_TYPES: set[type] = set()
 _NON_VAR_TYPES: set[type] = set()
-_RAW_SET = Variable.__dict__["_raw_value"].__set__
-_META_SET = Variable.__dict__["_var_metadata"].__set__
-_AUX_SET = Variable.__dict__["_var_aux"].__set__  # unset would cost an exception per flatten
 
 
 def _note_type(t: type) -> bool:

@@ -46,16 +46,13 @@ from ._graphdef import (
 )
 from ._object import Object, TrackedDict, TrackedList
 from ._state import FlatState, State, _describe, _filter_text, flat_paths_and_leaves, merge_state
-from ._variable import Variable
+from ._variable import _AUX_SET, _META_SET, _RAW_SET, Variable
 
 PathParts = tuple[Any, ...]
 
 P_OBJECT, P_NODE, P_VAR, P_REF, P_LEAF, P_STATIC, P_TUPLE, P_LIST, P_DICT, P_JAX = range(10)
 _P_LEAF = (P_LEAF,)
 _OBJECT_IMPL = graph_impl_for_type(Object)
-_RAW_SET = Variable.__dict__["_raw_value"].__set__
-_META_SET = Variable.__dict__["_var_metadata"].__set__
-_AUX_SET = Variable.__dict__["_var_aux"].__set__  # unset would cost an exception per flatten
 _set_dict = Object.__dict__["__dict__"].__set__
 _set_trace = Object.__dict__["_plait_trace"].__set__
 _set_kinds = Object.__dict__["_plait_kinds"].__set__

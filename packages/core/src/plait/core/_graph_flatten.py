@@ -38,7 +38,7 @@ from ._graphdef import (
 )
 from ._object import Object, TrackedDict, TrackedList, freeze_kinds
 from ._state import sort_keys
-from ._variable import Variable
+from ._variable import _AUX_SET, _META_SET, _RAW_SET, Variable
 
 PathParts = tuple[Any, ...]
 
@@ -51,9 +51,6 @@ _SCALAR_DATA_TYPES = frozenset({int, float, complex, bool, bytes})
 K_ARRAY, K_STATIC, K_VAR, K_NODE, K_SEQ, K_MAP, K_GENERIC, K_OBJECT = range(8)
 
 _OBJECT_IMPL = graph_impl_for_type(Object)
-_RAW_SET = Variable.__dict__["_raw_value"].__set__
-_META_SET = Variable.__dict__["_var_metadata"].__set__
-_AUX_SET = Variable.__dict__["_var_aux"].__set__  # unset would cost an exception per flatten
 _new = object.__new__
 
 

@@ -245,7 +245,9 @@ def _new_variable(var_type: type, raw_value: Any, metadata: dict[str, Any]) -> A
 # JAX flattens every Variable at every jit call: the cached aux makes that a slot read and
 # lets treedef equality hit _VariableAux.__eq__'s identity shortcut. The slot is unset only
 # for Variables made by object.__new__ outside plait.core (slow path, still correct); the type
-# check catches __class__ assignment.
+# check catches __class__ assignment. The two flatten functions repeat the lookup instead of
+# sharing a helper on purpose: one more Python call per Variable measured 5-10% of a
+# 1,500-Variable State flatten.
 def _variable_flatten_with_keys(var: Variable[Any]) -> tuple[tuple[tuple[Any, Any]], Any]:
     try:
         aux = _AUX_GET(var)
@@ -775,6 +777,8 @@ Variable.__round__ = lambda self, ndigits=None: round(self.get_value(), ndigits)
 _register_variable_pytree(Variable)
 Variable._plait_own_attrs = _data_descriptor_names(Variable)
 _NEW = object.__new__
+# Slot accessors, also used by the graph modules to copy Variables without __init__; every
+# copy sets _var_aux (an unset slot costs an exception at its first flatten).
 _RAW_SET = Variable.__dict__["_raw_value"].__set__
 _META_GET = Variable.__dict__["_var_metadata"].__get__
 _META_SET = Variable.__dict__["_var_metadata"].__set__
