@@ -147,18 +147,15 @@ def _arg_kind(arg: Any) -> str | None:
     return None
 
 
-# Leaf types that can never be graph nodes or Variables (whatever is registered later).
-_PURE_LEAF_TYPES: set[type] = {np.ndarray, bool, int, float, complex}
+# Host leaf types that can never be graph nodes or Variables (whatever is registered later);
+# JAX arrays are recognised by _arg_kind, as for the positional key.
+_HOST_LEAF_TYPES = frozenset({np.ndarray, bool, int, float, complex})
 
 
 def _all_pure_leaves(leaves: Sequence[Any]) -> bool:
-    pure = _PURE_LEAF_TYPES
     for leaf in leaves:
         typ = type(leaf)
-        if typ not in pure:
-            if isinstance(leaf, jax.Array) and typ.__module__.startswith("jaxlib") and not is_lift_leaf(leaf):
-                pure.add(typ)  # the concrete array type (tracers stay on the general path)
-                continue
+        if typ not in _HOST_LEAF_TYPES and (_ARG_KINDS.get(typ) or _arg_kind(leaf)) is not _ARRAY:
             return False
     return True
 
