@@ -63,10 +63,6 @@ def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def _shard_shape(index: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(len(range(*s.indices(n))) for s, n in zip(index, shape, strict=True))
-
-
 def _normalized(index: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(*s.indices(n)[:2]) for s, n in zip(index, shape, strict=True))
 
@@ -107,9 +103,10 @@ def read_arrays(
             stores[stored] = future.result()
         except Exception as err:  # tensorstore raises ValueError / plain Exception
             raise _corrupt(state_dir, stored, err) from err
-    # Issue every read before waiting on any, so tensorstore overlaps them.
+    # Issue every read before waiting on any, so tensorstore overlaps them. An index range
+    # several devices hold (replicas) is read once.
     pending: list[tuple[Path, Any]] = []
-    placements: dict[Path, list[tuple[jax.Device, np.ndarray | int]]] = {}
+    placements: dict[Path, tuple[list[tuple[jax.Device, tuple]], dict[tuple, np.ndarray]]] = {}
     for stored, request in requests.items():
         store = stores[stored]
         if tuple(store.shape) != request.shape or store.dtype.numpy_dtype != request.dtype:
@@ -118,20 +115,17 @@ def read_arrays(
                 f"the array {show(stored)} is stored as {store.dtype.numpy_dtype}"
                 f"{list(store.shape)}, its metadata says {request.dtype}{list(request.shape)}",
             )
-        buffers: dict[tuple[tuple[int, int], ...], int] = {}
-        placed = placements[stored] = []
-        devices = request.sharding.addressable_devices_indices_map(request.shape)
-        for device, index in devices.items():
+        placed: list[tuple[jax.Device, tuple]] = []
+        buffers: dict[tuple, np.ndarray] = {}
+        for device, index in request.sharding.addressable_devices_indices_map(request.shape).items():
             index = _normalized(tuple(index), request.shape)
             key = tuple((s.start, s.stop) for s in index)
-            if key in buffers:  # a replica: copied from the first read below
-                placed.append((device, buffers[key]))
-                continue
-            buffer = _aligned_empty(_shard_shape(index, request.shape), request.dtype)
-            source = store[index] if index else store
-            pending.append((stored, ts.array(buffer).write(source)))
-            buffers[key] = len(placed)
-            placed.append((device, buffer))
+            placed.append((device, key))
+            if key not in buffers:
+                shape = tuple(stop - start for start, stop in key)
+                buffers[key] = buffer = _aligned_empty(shape, request.dtype)
+                pending.append((stored, ts.array(buffer).write(store[index] if index else store)))
+        placements[stored] = (placed, buffers)
     if while_reading is not None:
         while_reading()
     for stored, write in pending:
@@ -140,13 +134,14 @@ def read_arrays(
         except Exception as err:
             raise _corrupt(state_dir, stored, err) from err
     out = {}
-    for stored, placed in placements.items():
-        shards = []
-        for device, buffer in placed:
-            if isinstance(buffer, int):
-                first = placed[buffer][1]
-                buffer = _aligned_empty(first.shape, first.dtype)
-                np.copyto(buffer, first)
+    for stored, (placed, buffers) in placements.items():
+        shards, handed_out = [], set()
+        for device, key in placed:
+            buffer = buffers[key]
+            if key in handed_out:  # a replica gets its own copy: never two devices on one buffer
+                buffer = _aligned_empty(buffer.shape, buffer.dtype)
+                np.copyto(buffer, buffers[key])
+            handed_out.add(key)
             shards.append(jax.device_put(buffer, device))
         request = requests[stored]
         out[stored] = jax.make_array_from_single_device_arrays(

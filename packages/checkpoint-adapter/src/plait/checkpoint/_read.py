@@ -67,9 +67,9 @@ def _read(
     ``while_reading`` overlaps the direct reads; it runs first when Orbax reads anything.
     """
     driver = _direct.driver_for(state_dir)
-    direct = {p: r for p, r in requests.items() if isinstance(r, _direct.ArrayRequest)}
-    if driver is None:
-        direct = {}
+    direct = {
+        p: r for p, r in requests.items() if driver is not None and isinstance(r, _direct.ArrayRequest)
+    }
     orbax_requests = {
         p: _orbax.array_restore_args(r.sharding, r.shape, r.dtype)
         if isinstance(r, _direct.ArrayRequest)
