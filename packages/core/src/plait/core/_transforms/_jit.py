@@ -25,7 +25,6 @@ from typing import Any, Generic, ParamSpec, TypeVar
 import jax
 import numpy as np
 
-from .._lift import resolve_graph_updates
 from .._lift import (
     Lifted,
     StateSharding,
@@ -35,6 +34,7 @@ from .._lift import (
     lift,
     read_raw,
     resolve_graph_mode,
+    resolve_graph_updates,
     resolve_spec,
     write_raw,
 )
