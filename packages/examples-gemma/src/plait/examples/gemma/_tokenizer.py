@@ -103,18 +103,19 @@ def load_or_train_tokenizer(
     training would not be reproducible across machines.
     """
     model = Path(cache_dir) / f"spm-bpe-{vocab_size}-{fingerprint}.model"
-    if jax.process_count() == 1:
-        if model.exists():
-            return SentencePieceTokenizer(model)
-        return train_sentencepiece(documents, vocab_size, model.with_suffix(""))
+    if jax.process_index() == 0 and not model.exists():
+        train_sentencepiece(documents, vocab_size, model.with_suffix(""))
+    if jax.process_count() > 1:
+        _share_from_process_0(model)
+    return SentencePieceTokenizer(model)
+
+
+def _share_from_process_0(model: Path) -> None:
+    """Sends process 0's model file to every other process, which stores it at ``model``."""
     from jax.experimental import multihost_utils
 
     primary = jax.process_index() == 0
-    payload = b""
-    if primary:
-        if not model.exists():
-            train_sentencepiece(documents, vocab_size, model.with_suffix(""))
-        payload = model.read_bytes()
+    payload = model.read_bytes() if primary else b""
     size = int(multihost_utils.broadcast_one_to_all(np.int32(len(payload))))
     buffer = np.frombuffer(payload, np.uint8) if primary else np.zeros(size, np.uint8)
     received = np.asarray(multihost_utils.broadcast_one_to_all(buffer), np.uint8).tobytes()
@@ -123,4 +124,3 @@ def load_or_train_tokenizer(
         staged = model.with_suffix(f".tmp-{os.getpid()}")
         staged.write_bytes(received)
         os.replace(staged, model)
-    return SentencePieceTokenizer(model)
