@@ -148,8 +148,8 @@ def test_overwriting_with_force_invalidates_before_writing(saved, monkeypatch):
 
 @pytest.mark.parametrize("name", ["manifest.ocdbt", "_METADATA"])
 def test_damaged_metadata_files_are_reported_by_checksum_not_by_their_symptom(saved, name):
-    # These files are parsed before (or while) the arrays are read; whatever the parser
-    # makes of the damage, the error names the damaged file.
+    # Orbax and tensorstore parse these files; the checksums are checked before either
+    # sees them, so the error names the damaged file instead of a parser's symptom.
     target = saved / "state" / name
     data = bytearray(target.read_bytes())
     middle = len(data) // 2

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -82,16 +82,9 @@ def _corrupt(state_dir: str, stored: Path, err: BaseException) -> CorruptCheckpo
 
 
 def read_arrays(
-    state_dir: str,
-    driver: str,
-    requests: Mapping[Path, ArrayRequest],
-    while_reading: Callable[[], None] | None = None,
+    state_dir: str, driver: str, requests: Mapping[Path, ArrayRequest]
 ) -> dict[Path, jax.Array]:
-    """Reads ``{stored path: request}`` into JAX arrays with the requested shardings.
-
-    ``while_reading`` runs once every read is issued and before any is awaited, so that
-    work (the manifest's checksum pass) overlaps tensorstore's reads.
-    """
+    """Reads ``{stored path: request}`` into JAX arrays with the requested shardings."""
     context = ts.Context(_CONTEXT_SPEC)
     opening = {
         stored: ts.open(_spec(state_dir, stored, driver), open=True, read=True, context=context)
@@ -126,8 +119,6 @@ def read_arrays(
                 buffers[key] = buffer = _aligned_empty(shape, request.dtype)
                 pending.append((stored, ts.array(buffer).write(store[index] if index else store)))
         placements[stored] = (placed, buffers)
-    if while_reading is not None:
-        while_reading()
     for stored, write in pending:
         try:
             write.result()

@@ -15,10 +15,9 @@ marker; a save killed at any earlier point leaves a directory without one, which
 restore refuses and managers do not list. Deleting goes the other way round: marker
 first, then the rest.
 
-Restore checks the files against the manifest (sizes first, checksums while the arrays
-are read, both before it returns or raises anything else), so a truncated or altered file
-is reported by name instead of silently restoring wrong numbers (tensorstore does not
-checksum uncompressed chunks).
+Restore checks the files against the manifest before reading them, so a truncated or
+altered file is reported by name instead of silently restoring wrong numbers
+(tensorstore does not checksum uncompressed chunks).
 """
 
 from __future__ import annotations

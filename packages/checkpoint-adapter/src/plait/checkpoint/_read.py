@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -60,12 +60,8 @@ def _read(
     state_dir: str,
     structure: Any,
     requests: dict[Path, Any],
-    while_reading: Callable[[], None] | None,
 ) -> dict[Path, Any]:
-    """Device arrays through tensorstore directly where the layout allows, the rest by Orbax.
-
-    ``while_reading`` overlaps the direct reads; it runs first when Orbax reads anything.
-    """
+    """Device arrays through tensorstore directly where the layout allows, the rest by Orbax."""
     driver = _direct.driver_for(state_dir)
     direct = {
         p: r for p, r in requests.items() if driver is not None and isinstance(r, _direct.ArrayRequest)
@@ -77,12 +73,9 @@ def _read(
         for p, r in requests.items()
         if p not in direct
     }
-    if while_reading is not None and orbax_requests:
-        while_reading()
-        while_reading = None
     out = _orbax.read_leaves(checkpointer, state_dir, structure, orbax_requests)
     if direct:
-        out.update(_direct.read_arrays(state_dir, driver, direct, while_reading))
+        out.update(_direct.read_arrays(state_dir, driver, direct))
     return out
 
 
@@ -120,18 +113,14 @@ def execute(
     state_dir: str | None,
     structure: Any,
     pairs: Sequence[tuple[Target, Source]],
-    while_reading: Callable[[], None] | None = None,
 ) -> dict[Path, Any]:
-    """Reads every paired entry; returns ``{target path: output leaf}`` (Variables rebuilt).
-
-    ``while_reading``: work to overlap with reading the arrays (see :func:`_read`).
-    """
+    """Reads every paired entry; returns ``{target path: output leaf}`` (Variables rebuilt)."""
     requests = {
         source.stored: _request(target, source)
         for target, source in pairs
         if source.origin != "value"
     }
-    raw = _read(checkpointer, state_dir, structure, requests, while_reading) if requests else {}
+    raw = _read(checkpointer, state_dir, structure, requests) if requests else {}
     out = {}
     for target, source in pairs:
         value = _finish(target, source, raw.get(source.stored))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -59,24 +59,12 @@ class CheckpointInfo:
     entries: Mapping[str, str]
 
 
-class _Checksums:
-    """The manifest's checksum pass over every file, run at most once.
-
-    ``restore`` hands it to the reader, which runs it while tensorstore reads the arrays
-    (the pass costs about as much as the read itself); it also runs before ``restore``
-    returns or raises anything, so damage is always reported as damage, by file name,
-    and no value read from a damaged checkpoint is ever returned.
-    """
-
-    def __init__(self, directory: str, record: Mapping[str, Any], enabled: bool) -> None:
-        self.directory, self.record, self.pending = directory, record, enabled
-
-    def __call__(self) -> None:
-        if self.pending:
-            self.pending = False
-            _layout.verify_files(
-                self.directory, self.record["files"], algorithm=self.record["checksum"]
-            )
+def _load(directory: str, verify: bool) -> dict[str, Any]:
+    record = _layout.read_marker(directory)
+    _layout.verify_files(
+        directory, record["files"], checksums=verify, algorithm=record["checksum"]
+    )
+    return record
 
 
 def read_metadata(directory: str | os.PathLike) -> CheckpointInfo:
@@ -223,55 +211,28 @@ def restore(
       Array([1., 1., 1.], dtype=float32)
     """
     directory = os.path.abspath(os.fspath(directory))
-    record = _layout.read_marker(directory)
-    # Sizes first (cheap: catches truncation before anything is parsed); checksums while
-    # the arrays are read, or before any other error is reported.
-    _layout.verify_files(directory, record["files"], checksums=False)
-    checksums = _Checksums(directory, record, enabled=verify)
-    try:
-        result = _restore_checked(directory, record, target, partial, shardings, rules, checksums)
-        checksums()
-    except Exception:
-        checksums()  # damage explains most failures: report it rather than the symptom
-        raise
-    return result
-
-
-def _restore_checked(
-    directory: str,
-    record: Mapping[str, Any],
-    target: Any,
-    partial: bool,
-    shardings: Any,
-    rules: Sequence[KeyRule],
-    checksums: Callable[[], None],
-) -> Any:
+    record = _load(directory, verify)
     sources, structure, state_dir = _sources(directory, record)
     if target is None:
         if rules:
             raise TypeError("rules= need a target: restore(directory, target, rules=...).")
         lookup = sharding_lookup(shardings)
         pairs = [(_self_target(source, lookup), source) for source in sources]
-        values = read_pairs(state_dir, structure, pairs, checksums)
+        values = read_pairs(state_dir, structure, pairs)
         return rebuild(record["tree"], values.__getitem__)
     targets, treedef = flatten_target(target, shardings)
     sources = apply_rules(sources, rules, directory)
     plan = match(targets, sources, partial=partial, where=directory)
-    return fill_target(
-        state_dir, structure, plan, targets, treedef, partial=partial, while_reading=checksums
-    )
+    return fill_target(state_dir, structure, plan, targets, treedef, partial=partial)
 
 
 def read_pairs(
-    state_dir: str | None,
-    structure: Any,
-    pairs: Sequence[tuple[Target, Source]],
-    while_reading: Callable[[], None] | None = None,
+    state_dir: str | None, structure: Any, pairs: Sequence[tuple[Target, Source]]
 ) -> dict[Path, Any]:
     """Reads every paired entry with a checkpointer of its own (closed afterwards)."""
     checkpointer = _orbax.make_checkpointer(asynchronous=False)
     try:
-        return execute(checkpointer, state_dir, structure, pairs, while_reading)
+        return execute(checkpointer, state_dir, structure, pairs)
     finally:
         checkpointer.close()
 
@@ -284,10 +245,9 @@ def fill_target(
     treedef: Any,
     *,
     partial: bool,
-    while_reading: Callable[[], None] | None = None,
 ) -> Any:
     """The target tree with the plan's entries read in (a PartialRestore when ``partial``)."""
-    values = read_pairs(state_dir, structure, plan.pairs, while_reading)
+    values = read_pairs(state_dir, structure, plan.pairs)
     tree = treedef.unflatten([values.get(t.path, t.leaf) for t in targets])
     if not partial:
         return tree
